@@ -1,0 +1,54 @@
+import { Readable } from 'node:stream'
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
+import { chatCompletionChunkSchema, chatCompletionRequestSchema, chatCompletionSchema, errorBodySchema } from '../../src/openai/schemas.js'
+import { ClientAbortError } from '../../src/errors.js'
+
+const chatCompletionsRoute: FastifyPluginAsyncZod = async (app) => {
+  app.post('/chat/completions', {
+    schema: {
+      tags: ['chat'],
+      summary: 'Creates a chat completion (JSON, or text/event-stream with `stream: true`)',
+      body: chatCompletionRequestSchema,
+      response: {
+        200: chatCompletionSchema.or(chatCompletionChunkSchema),
+        400: errorBodySchema,
+        401: errorBodySchema,
+        404: errorBodySchema,
+        413: errorBodySchema,
+        429: errorBodySchema,
+        502: errorBodySchema,
+        504: errorBodySchema
+      }
+    }
+  }, async (request, reply) => {
+    // Aborts the upstream request when the client goes away before the answer is complete.
+    const controller = new AbortController()
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) controller.abort()
+    })
+    request.modelLabel = request.body.model
+    try {
+      if (request.body.stream === true) {
+        const stream = await app.chatService.stream(request.body, controller.signal)
+        request.modelLabel = stream.model
+        return reply
+          .header('content-type', 'text/event-stream; charset=utf-8')
+          .header('cache-control', 'no-cache')
+          .header('x-accel-buffering', 'no')
+          // The typed reply expects the JSON schema's shape; a stream body is sent as is.
+          .send(Readable.from(stream.frames, { objectMode: false }) as never)
+      }
+      const completion = await app.chatService.complete(request.body, controller.signal)
+      request.modelLabel = completion.model
+      return completion
+    } catch (error) {
+      if (error instanceof ClientAbortError) {
+        request.log.info('client disconnected; upstream request cancelled')
+        return reply.hijack()
+      }
+      throw error
+    }
+  })
+}
+
+export default chatCompletionsRoute

@@ -1,0 +1,10 @@
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
+import { modelListSchema } from '../../src/openai/schemas.js'
+
+const modelsRoute: FastifyPluginAsyncZod = async (app) => {
+  app.get('/models', {
+    schema: { tags: ['models'], summary: 'Lists the models this gateway serves', response: { 200: modelListSchema } }
+  }, async () => ({ object: 'list' as const, data: app.catalog.entries.map((entry) => entry.modelObject) }))
+}
+
+export default modelsRoute

@@ -1,0 +1,101 @@
+/**
+ * Builds the Fastify app from a typed Config. Every I/O seam (backend factory,
+ * template loader fetch, clocks, logger) can be overridden, which is how tests
+ * point the app at loopback fakes. Listening is src/server.ts's job.
+ */
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
+import type { Dispatcher } from 'undici'
+import type { Config, ModelConfig } from './config.js'
+import type { Backend } from './backends/backend.js'
+import { TgiBackend } from './backends/tgi.js'
+import { ModelCatalog } from './chat/model-catalog.js'
+import { ChatService } from './chat/chat-service.js'
+import { HubTemplateLoader } from './templates/template-source.js'
+import { createMetrics, type GatewayMetrics } from './metrics.js'
+import errorHandler from './plugins/error-handler.js'
+import apiKeys from './plugins/api-keys.js'
+import services from './plugins/services.js'
+import openapi from './plugins/swagger.js'
+import healthRoute from '../routes/health.js'
+import readyRoute from '../routes/ready.js'
+import metricsRoute from '../routes/metrics.js'
+import openapiRoute from '../routes/openapi-json.js'
+import modelsRoute from '../routes/v1/models.js'
+import modelRoute from '../routes/v1/model.js'
+import chatCompletionsRoute from '../routes/v1/chat-completions.js'
+import chatRenderRoute from '../routes/v1/chat-render.js'
+
+
+export const VERSION = '0.1.0'
+
+export interface AppOverrides {
+  /** Replaces the backend factory (e.g. an in-memory backend). */
+  createBackend?: (model: ModelConfig) => Backend
+  /** Connection pool for upstream model servers. */
+  dispatcher?: Dispatcher
+  /** fetch used for Hub downloads. */
+  fetch?: typeof globalThis.fetch
+  /** Clock for the templates' strftime_now. */
+  now?: () => Date
+  /** Wall clock (ms) for `created` timestamps. */
+  clock?: () => number
+  metrics?: GatewayMetrics
+  /** Fastify logger settings or instance (default: pino at config.logLevel). */
+  logger?: FastifyServerOptions['logger']
+  loggerInstance?: FastifyServerOptions['loggerInstance']
+  probeTimeoutMs?: number
+}
+
+export async function buildApp (config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(overrides.loggerInstance !== undefined
+      ? { loggerInstance: overrides.loggerInstance }
+      : { logger: overrides.logger ?? { level: config.logLevel, redact: ['req.headers.authorization', 'headers.authorization'] } }),
+    bodyLimit: config.bodyLimitBytes,
+    // Streams may run for minutes; timeouts are the upstream deadlines' job.
+    requestTimeout: 0,
+    return503OnClosing: true,
+    forceCloseConnections: true
+  }).withTypeProvider<ZodTypeProvider>()
+
+  app.setValidatorCompiler(validatorCompiler)
+  // Responses are built by our own mapping (checked against OpenAI's spec in the
+  // tests), so they are serialised as they are instead of re-validated per request.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data))
+
+  const metrics = overrides.metrics ?? createMetrics()
+  const templateLoader = new HubTemplateLoader({
+    hubBaseUrl: config.hubBaseUrl,
+    cacheDir: `${config.cacheDir}/templates`,
+    offline: config.hubOffline,
+    fetch: overrides.fetch
+  })
+  const createBackend = overrides.createBackend ?? ((model: ModelConfig): Backend => new TgiBackend({
+    baseUrl: model.url, token: model.upstreamToken, dispatcher: overrides.dispatcher, modelLabel: model.id
+  }))
+  const catalog = new ModelCatalog({
+    mode: config.mode,
+    models: config.models,
+    createBackend,
+    templateLoader,
+    logger: app.log,
+    now: overrides.now
+  })
+  const chatService = new ChatService({ catalog, metrics, logger: app.log, clock: overrides.clock })
+
+  await app.register(errorHandler)
+  await app.register(openapi, { version: VERSION })
+  await app.register(apiKeys, { keys: config.apiKeys })
+  await app.register(services, { chatService, catalog, metrics, probeTimeoutMs: overrides.probeTimeoutMs ?? 5000 })
+
+  await app.register(healthRoute)
+  await app.register(readyRoute)
+  await app.register(metricsRoute)
+  await app.register(openapiRoute)
+  await app.register(modelsRoute, { prefix: '/v1' })
+  await app.register(modelRoute, { prefix: '/v1' })
+  await app.register(chatCompletionsRoute, { prefix: '/v1' })
+  await app.register(chatRenderRoute, { prefix: '/v1' })
+  return app
+}

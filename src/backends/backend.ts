@@ -1,0 +1,81 @@
+/**
+ * The backend contract: prompt in, tokens out. Backends know nothing of OpenAI
+ * shapes; the chat service owns that mapping. Every method takes an AbortSignal
+ * that cancels the upstream request (client gone, timeout, or a stop sequence the
+ * gateway applied itself).
+ */
+
+export interface GenerationParameters {
+  maxNewTokens?: number
+  /** Never 0: greedy decoding is `doSample: false` with no temperature. */
+  temperature?: number
+  doSample?: boolean
+  /** Omitted when 1 (TGI rejects top_p >= 1). */
+  topP?: number
+  topK?: number
+  seed?: number
+  frequencyPenalty?: number
+  repetitionPenalty?: number
+  typicalP?: number
+  truncate?: number
+  /** Stop sequences the upstream should apply itself (already capped to its limit). */
+  stop: string[]
+}
+
+export interface GenerationRequest {
+  prompt: string
+  parameters: GenerationParameters
+}
+
+/** TGI's finish reasons; other backends map onto them. */
+export type UpstreamFinishReason = 'length' | 'eos_token' | 'stop_sequence'
+
+export interface GenerationResult {
+  text: string
+  finishReason: UpstreamFinishReason
+  /** Token counts when the backend reports them. */
+  promptTokens?: number
+  generatedTokens?: number
+}
+
+export interface GenerationEnd {
+  finishReason: UpstreamFinishReason
+  promptTokens?: number
+  generatedTokens?: number
+}
+
+/**
+ * One generated token. The last one carries `end` (TGI sends the final token
+ * and the generation's details in one event); a backend whose end arrives
+ * separately yields a delta with empty text and `end`.
+ */
+export interface TokenDelta {
+  text: string
+  /** Special tokens (eos, ...) are not part of the generated text. */
+  special: boolean
+  end?: GenerationEnd
+}
+
+export interface BackendInfo {
+  /** The model the upstream serves, when it says (TGI /info `model_id`). */
+  modelId?: string
+  /** How many stop sequences the upstream accepts (TGI /info `max_stop_sequences`). */
+  maxStopSequences?: number
+}
+
+export interface Backend {
+  readonly kind: string
+  /** A short description for logs and /ready (never includes tokens). */
+  readonly description: string
+  generate (request: GenerationRequest, signal: AbortSignal): Promise<GenerationResult>
+  /**
+   * Opens the upstream stream. The returned promise settles once the upstream has
+   * accepted the request (status and headers known) so errors before the first
+   * token can still become a proper HTTP error response; the iterable then yields deltas.
+   */
+  stream (request: GenerationRequest, signal: AbortSignal): Promise<AsyncIterable<TokenDelta>>
+  /** Counts the prompt's tokens (TGI /tokenize), for usage when a stream was cut before its final event. */
+  countTokens? (prompt: string, signal: AbortSignal): Promise<number>
+  /** Checks the upstream answers and returns what it says about itself. */
+  probe (signal: AbortSignal): Promise<BackendInfo>
+}

@@ -1,0 +1,275 @@
+/**
+ * Text Generation Inference (TGI) backend: the native /generate and
+ * /generate_stream routes. Protocol rules that shape this file:
+ * - /generate_stream always answers HTTP 200; every error, validation
+ *   included, arrives as one `data:{"error":..,"error_type":..}` event and the
+ *   stream ends. There is no `[DONE]`: the last token event carries `details`.
+ * - The prompt's token count is not in /generate's body (only with
+ *   decoder_input_details); TGI sends it as the `x-prompt-tokens` header. On the
+ *   stream, the final event's details carry `input_length`.
+ * - Requests go through an undici keep-alive pool (injectable dispatcher); the
+ *   caller's AbortSignal cancels the request, which makes TGI drop the
+ *   generation when the connection closes.
+ */
+import { Agent, request as undiciRequest, type Dispatcher } from 'undici'
+import type { Backend, BackendInfo, GenerationParameters, GenerationRequest, GenerationResult, TokenDelta, UpstreamFinishReason } from './backend.js'
+import { UpstreamError, upstreamUnreachable, ServiceError } from '../errors.js'
+import { decodeServerSentEvents } from '../streaming/sse-decoder.js'
+
+export interface TgiBackendOptions {
+  /** Base URL of the TGI server (or of an Inference Endpoint running TGI). */
+  baseUrl: string
+  /** Sent as `Authorization: Bearer` when set. Never logged. */
+  token?: string
+  /** Connection pool; defaults to a shared keep-alive Agent. */
+  dispatcher?: Dispatcher
+  /** Model name used in error messages. */
+  modelLabel?: string
+}
+
+let sharedAgent: Agent | undefined
+/** One keep-alive pool per process; timeouts are enforced by the caller's signal. */
+export function defaultDispatcher (): Agent {
+  sharedAgent ??= new Agent({ keepAliveTimeout: 30_000, headersTimeout: 0, bodyTimeout: 0, connections: 512, pipelining: 1 })
+  return sharedAgent
+}
+
+const FINISH_REASONS = new Set<string>(['length', 'eos_token', 'stop_sequence'])
+
+export class TgiBackend implements Backend {
+  readonly kind = 'tgi'
+  readonly description: string
+  readonly #baseUrl: string
+  readonly #headers: Record<string, string>
+  readonly #dispatcher: Dispatcher
+  readonly #modelLabel: string
+
+  constructor (options: TgiBackendOptions) {
+    this.#baseUrl = options.baseUrl.replace(/\/+$/, '')
+    this.description = `tgi ${this.#baseUrl}`
+    this.#headers = { 'content-type': 'application/json', accept: 'application/json' }
+    if (options.token !== undefined) this.#headers.authorization = `Bearer ${options.token}`
+    this.#dispatcher = options.dispatcher ?? defaultDispatcher()
+    this.#modelLabel = options.modelLabel ?? this.#baseUrl
+  }
+
+  async generate (request: GenerationRequest, signal: AbortSignal): Promise<GenerationResult> {
+    const response = await this.#post('/generate', request, signal)
+    const body = await readJson(response, this.#modelLabel)
+    if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel)
+    if (!isRecord(body) || typeof body.generated_text !== 'string') throw malformed(this.#modelLabel, 'no generated_text in /generate reply')
+    const details = isRecord(body.details) ? body.details : undefined
+    const finishReason = details !== undefined && typeof details.finish_reason === 'string' && FINISH_REASONS.has(details.finish_reason)
+      ? details.finish_reason as UpstreamFinishReason
+      : 'eos_token'
+    return {
+      text: body.generated_text,
+      finishReason,
+      promptTokens: headerNumber(response.headers['x-prompt-tokens']),
+      generatedTokens: typeof details?.generated_tokens === 'number' ? details.generated_tokens : headerNumber(response.headers['x-generated-tokens'])
+    }
+  }
+
+  async stream (request: GenerationRequest, signal: AbortSignal): Promise<AsyncIterable<TokenDelta>> {
+    const response = await this.#post('/generate_stream', request, signal, 'text/event-stream')
+    if (response.statusCode !== 200) {
+      const body = await readJson(response, this.#modelLabel)
+      throw tgiError(response.statusCode, body, response.headers, this.#modelLabel)
+    }
+    return this.#deltas(response.body, signal)
+  }
+
+  async * #deltas (body: Dispatcher.ResponseData['body'], signal: AbortSignal): AsyncGenerator<TokenDelta> {
+    let ended = false
+    try {
+      for await (const data of decodeServerSentEvents(body)) {
+        let event: unknown
+        try {
+          event = JSON.parse(data)
+        } catch {
+          throw malformed(this.#modelLabel, 'an event that is not JSON')
+        }
+        if (!isRecord(event)) throw malformed(this.#modelLabel, 'an event that is not an object')
+        if (event.error !== undefined) throw tgiStreamError(event, this.#modelLabel)
+        const token = event.token
+        if (!isRecord(token) || typeof token.text !== 'string') throw malformed(this.#modelLabel, 'a token event without token.text')
+        const details = event.details
+        if (!isRecord(details)) {
+          yield { text: token.text, special: token.special === true }
+          continue
+        }
+        ended = true
+        const finishReason = typeof details.finish_reason === 'string' && FINISH_REASONS.has(details.finish_reason)
+          ? details.finish_reason as UpstreamFinishReason
+          : 'eos_token'
+        yield {
+          text: token.text,
+          special: token.special === true,
+          end: {
+            finishReason,
+            promptTokens: typeof details.input_length === 'number' ? details.input_length : undefined,
+            generatedTokens: typeof details.generated_tokens === 'number' ? details.generated_tokens : undefined
+          }
+        }
+        return
+      }
+    } catch (error) {
+      if (signal.aborted) throw signal.reason ?? error
+      if (error instanceof ServiceError) throw error
+      throw new UpstreamError(`Upstream connection for model ${this.#modelLabel} broke mid-stream: ${(error as Error).message}`, {
+        statusCode: 502, type: 'server_error', code: 'upstream_stream_broken', cause: error
+      })
+    } finally {
+      // Breaking out early (a gateway-side stop) must close the connection so TGI stops generating.
+      if (!ended) body.destroy()
+    }
+    if (!ended && !signal.aborted) {
+      throw new UpstreamError(`Upstream stream for model ${this.#modelLabel} ended before the generation finished`, {
+        statusCode: 502, type: 'server_error', code: 'upstream_stream_broken'
+      })
+    }
+  }
+
+  async countTokens (prompt: string, signal: AbortSignal): Promise<number> {
+    let response: Dispatcher.ResponseData
+    try {
+      response = await undiciRequest(`${this.#baseUrl}/tokenize`, {
+        method: 'POST', headers: this.#headers, body: JSON.stringify({ inputs: prompt }), signal, dispatcher: this.#dispatcher
+      })
+    } catch (error) {
+      if (signal.aborted) throw signal.reason ?? error
+      throw upstreamUnreachable(this.#baseUrl, error)
+    }
+    const body = await readJson(response, this.#modelLabel)
+    if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel)
+    if (!Array.isArray(body)) throw malformed(this.#modelLabel, '/tokenize did not return a list')
+    return body.length
+  }
+
+  async probe (signal: AbortSignal): Promise<BackendInfo> {
+    let response: Dispatcher.ResponseData
+    try {
+      response = await undiciRequest(`${this.#baseUrl}/info`, { method: 'GET', headers: this.#headers, signal, dispatcher: this.#dispatcher })
+    } catch (error) {
+      if (signal.aborted) throw signal.reason ?? error
+      throw upstreamUnreachable(this.#baseUrl, error)
+    }
+    const body = await readJson(response, this.#modelLabel)
+    if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel)
+    if (!isRecord(body)) throw malformed(this.#modelLabel, '/info is not an object')
+    return {
+      modelId: typeof body.model_id === 'string' ? body.model_id : undefined,
+      maxStopSequences: typeof body.max_stop_sequences === 'number' ? body.max_stop_sequences : undefined
+    }
+  }
+
+  async #post (path: string, request: GenerationRequest, signal: AbortSignal, accept?: string): Promise<Dispatcher.ResponseData> {
+    const body = JSON.stringify({ inputs: request.prompt, parameters: toTgiParameters(request.parameters) })
+    try {
+      return await undiciRequest(this.#baseUrl + path, {
+        method: 'POST',
+        headers: accept === undefined ? this.#headers : { ...this.#headers, accept },
+        body,
+        signal,
+        dispatcher: this.#dispatcher
+      })
+    } catch (error) {
+      if (signal.aborted) throw signal.reason ?? error
+      throw upstreamUnreachable(this.#baseUrl, error)
+    }
+  }
+}
+
+/** TGI's GenerateParameters; undefined fields are dropped by JSON.stringify. */
+export function toTgiParameters (parameters: GenerationParameters): Record<string, unknown> {
+  return {
+    max_new_tokens: parameters.maxNewTokens,
+    temperature: parameters.temperature,
+    do_sample: parameters.doSample,
+    top_p: parameters.topP,
+    top_k: parameters.topK,
+    seed: parameters.seed,
+    frequency_penalty: parameters.frequencyPenalty,
+    repetition_penalty: parameters.repetitionPenalty,
+    typical_p: parameters.typicalP,
+    truncate: parameters.truncate,
+    stop: parameters.stop.length > 0 ? parameters.stop : undefined,
+    details: true
+  }
+}
+
+function isRecord (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function headerNumber (value: string | string[] | undefined): number | undefined {
+  const number = typeof value === 'string' ? Number(value) : NaN
+  return Number.isFinite(number) ? number : undefined
+}
+
+const MAX_ERROR_BODY = 64 * 1024
+
+async function readJson (response: Dispatcher.ResponseData, modelLabel: string): Promise<unknown> {
+  let text: string
+  try {
+    text = await response.body.text()
+  } catch (error) {
+    throw new UpstreamError(`Upstream connection for model ${modelLabel} broke while reading the reply`, {
+      statusCode: 502, type: 'server_error', code: 'upstream_stream_broken', cause: error
+    })
+  }
+  try {
+    return JSON.parse(text)
+  } catch {
+    return text.slice(0, MAX_ERROR_BODY)
+  }
+}
+
+function malformed (modelLabel: string, what: string): UpstreamError {
+  return new UpstreamError(`Upstream for model ${modelLabel} sent a malformed reply: ${what}`, {
+    statusCode: 502, type: 'server_error', code: 'upstream_malformed_reply'
+  })
+}
+
+function upstreamMessage (body: unknown): string {
+  if (isRecord(body) && typeof body.error === 'string') return body.error
+  if (isRecord(body) && isRecord(body.error) && typeof body.error.message === 'string') return body.error.message
+  if (typeof body === 'string' && body.trim() !== '') return body.trim().slice(0, 500)
+  return 'no message'
+}
+
+/** Maps a TGI HTTP error to the status the client should see. */
+export function tgiError (status: number, body: unknown, headers: Record<string, string | string[] | undefined>, modelLabel: string): UpstreamError {
+  const message = upstreamMessage(body)
+  if (status === 422 || status === 400) {
+    return new UpstreamError(`Upstream rejected the request: ${message}`, { statusCode: 400, type: 'invalid_request_error', code: 'upstream_validation_error' })
+  }
+  if (status === 429) {
+    const retryAfter = headers['retry-after']
+    return new UpstreamError(`Upstream model ${modelLabel} is overloaded: ${message}`, {
+      statusCode: 429, type: 'rate_limit_error', code: 'upstream_overloaded', isRetryable: true,
+      headers: typeof retryAfter === 'string' ? { 'retry-after': retryAfter } : undefined
+    })
+  }
+  if (status === 401 || status === 403) {
+    return new UpstreamError(`Upstream rejected the gateway's credentials for model ${modelLabel} (HTTP ${status})`, {
+      statusCode: 502, type: 'server_error', code: 'upstream_auth_failed'
+    })
+  }
+  return new UpstreamError(`Upstream error for model ${modelLabel} (HTTP ${status}): ${message}`, {
+    statusCode: 502, type: 'server_error', code: 'upstream_error', isRetryable: status === 503
+  })
+}
+
+/** Maps TGI's in-stream `{"error", "error_type"}` event. */
+export function tgiStreamError (event: Record<string, unknown>, modelLabel: string): UpstreamError {
+  const message = typeof event.error === 'string' ? event.error : 'unknown error'
+  switch (event.error_type) {
+    case 'validation':
+      return new UpstreamError(`Upstream rejected the request: ${message}`, { statusCode: 400, type: 'invalid_request_error', code: 'upstream_validation_error' })
+    case 'overloaded':
+      return new UpstreamError(`Upstream model ${modelLabel} is overloaded: ${message}`, { statusCode: 429, type: 'rate_limit_error', code: 'upstream_overloaded', isRetryable: true })
+    default:
+      return new UpstreamError(`Upstream generation failed for model ${modelLabel}: ${message}`, { statusCode: 502, type: 'server_error', code: 'upstream_generation_error' })
+  }
+}

@@ -1,0 +1,268 @@
+/**
+ * The chat service: resolve the model, render its chat template, call the
+ * backend, and map the answer to OpenAI's response or stream. Framework-free.
+ */
+import { randomUUID } from 'node:crypto'
+import type { Backend, GenerationEnd, GenerationRequest, TokenDelta, UpstreamFinishReason } from '../backends/backend.js'
+import type { ChatCompletion, ChatCompletionRequest, ChatRenderRequest, FinishReason, Usage } from '../openai/schemas.js'
+import type { GatewayMetrics } from '../metrics.js'
+import type { ModelCatalog, ModelEntry } from './model-catalog.js'
+import { toTemplateMessages } from './messages.js'
+import { planGeneration } from './generation-parameters.js'
+import { StopSequenceMatcher, applyStopSequences } from './stop-sequences.js'
+import { createDeadline, type Deadline } from './deadline.js'
+import { ChunkEncoder, SSE_DONE, sseError } from '../streaming/chunks.js'
+import { ClientAbortError, ServiceError, invalidRequest, toOpenAIErrorBody } from '../errors.js'
+
+export interface ChatServiceLogger {
+  info (object: object, message: string): void
+  warn (object: object, message: string): void
+  error (object: object, message: string): void
+}
+
+export interface ChatServiceOptions {
+  catalog: ModelCatalog
+  metrics?: GatewayMetrics
+  logger: ChatServiceLogger
+  /** Milliseconds since the epoch; injectable for tests. */
+  clock?: () => number
+}
+
+export interface ChatStream {
+  model: string
+  /** SSE frames (`data: ...\n\n`), ending with `data: [DONE]`; errors after the first byte become an error frame. */
+  frames: AsyncIterable<string>
+}
+
+type RenderOptions = Pick<ChatRenderRequest, 'messages' | 'tools' | 'add_generation_prompt' | 'continue_final_message' | 'chat_template_kwargs'>
+
+export function mapFinishReason (reason: UpstreamFinishReason, stoppedByGateway: boolean): FinishReason {
+  if (stoppedByGateway) return 'stop'
+  return reason === 'length' ? 'length' : 'stop'
+}
+
+export class ChatService {
+  readonly #catalog: ModelCatalog
+  readonly #metrics: GatewayMetrics | undefined
+  readonly #logger: ChatServiceLogger
+  readonly #clock: () => number
+
+  constructor (options: ChatServiceOptions) {
+    this.#catalog = options.catalog
+    this.#metrics = options.metrics
+    this.#logger = options.logger
+    this.#clock = options.clock ?? Date.now
+  }
+
+  /** The exact prompt a completion with these messages would send upstream. */
+  async render (request: ChatRenderRequest): Promise<{ model: string, prompt: string }> {
+    const entry = this.#catalog.resolve(request.model)
+    return { model: entry.id, prompt: await this.#renderPrompt(entry, request) }
+  }
+
+  async #renderPrompt (entry: ModelEntry, request: RenderOptions): Promise<string> {
+    const template = await entry.template()
+    const continueFinalMessage = request.continue_final_message ?? false
+    const addGenerationPrompt = request.add_generation_prompt ?? !continueFinalMessage
+    if (continueFinalMessage && addGenerationPrompt) {
+      throw invalidRequest('continue_final_message and add_generation_prompt cannot both be true', 'continue_final_message')
+    }
+    return template.render({
+      messages: toTemplateMessages(request.messages),
+      tools: request.tools ?? undefined,
+      addGenerationPrompt,
+      continueFinalMessage,
+      kwargs: request.chat_template_kwargs ?? undefined
+    })
+  }
+
+  async #prepare (request: ChatCompletionRequest): Promise<{ entry: ModelEntry, generation: GenerationRequest, stops: string[], gatewayOnlyStops: boolean }> {
+    const entry = this.#catalog.resolve(request.model)
+    const prompt = await this.#renderPrompt(entry, request)
+    const plan = planGeneration(request, entry.config.defaults, entry.maxStopSequences)
+    return { entry, generation: { prompt, parameters: plan.parameters }, stops: plan.stops, gatewayOnlyStops: plan.gatewayOnlyStops }
+  }
+
+  async complete (request: ChatCompletionRequest, clientSignal: AbortSignal): Promise<ChatCompletion> {
+    const { entry, generation, stops, gatewayOnlyStops } = await this.#prepare(request)
+    const created = Math.floor(this.#clock() / 1000)
+    const started = performance.now()
+    const deadline = createDeadline(clientSignal, entry.config.timeoutMs, entry.config.timeoutMs)
+    let outcome = 'error'
+    try {
+      let text: string
+      let finishReason: FinishReason
+      let usage: Usage | undefined
+      if (gatewayOnlyStops) {
+        // More stops than the upstream takes: stream internally so the gateway can
+        // cancel the generation as soon as one of the extra stops appears.
+        const collected = await this.#collect(entry.backend, generation, stops, deadline)
+        ;({ text, finishReason, usage } = collected)
+      } else {
+        const result = await entry.backend.generate(generation, deadline.signal)
+        const cut = applyStopSequences(result.text, stops)
+        text = cut.text
+        finishReason = mapFinishReason(result.finishReason, cut.stopped)
+        usage = toUsage(result.promptTokens, result.generatedTokens)
+      }
+      outcome = 'ok'
+      if (usage !== undefined) this.#metrics?.generatedTokens.inc({ model: entry.id }, usage.completion_tokens)
+      const completion: ChatCompletion = {
+        id: newCompletionId(),
+        object: 'chat.completion',
+        created,
+        model: entry.id,
+        choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: finishReason }]
+      }
+      if (usage !== undefined) completion.usage = usage
+      return completion
+    } catch (error) {
+      throw abortReasonOr(deadline.signal, error)
+    } finally {
+      deadline.dispose()
+      this.#metrics?.upstreamLatency.observe({ model: entry.id, outcome }, (performance.now() - started) / 1000)
+    }
+  }
+
+  async #collect (backend: Backend, generation: GenerationRequest, stops: string[], deadline: Deadline): Promise<{ text: string, finishReason: FinishReason, usage: Usage | undefined }> {
+    const deltas = await backend.stream(generation, deadline.signal)
+    const matcher = new StopSequenceMatcher(stops)
+    let text = ''
+    let tokens = 0
+    let end: GenerationEnd | undefined
+    for await (const delta of deltas) {
+      if (delta.text !== '' || delta.end === undefined) tokens++
+      if (!delta.special) text += matcher.push(delta.text)
+      end = delta.end
+      if (matcher.stopped || end !== undefined) break
+    }
+    if (!matcher.stopped) text += matcher.flush()
+    const promptTokens = end?.promptTokens ?? await this.#countPromptTokens(backend, generation, deadline.signal)
+    return {
+      text,
+      finishReason: mapFinishReason(end?.finishReason ?? 'stop_sequence', matcher.stopped),
+      usage: toUsage(promptTokens, end?.generatedTokens ?? tokens)
+    }
+  }
+
+  async #countPromptTokens (backend: Backend, generation: GenerationRequest, signal: AbortSignal): Promise<number | undefined> {
+    if (backend.countTokens === undefined) return undefined
+    try {
+      return await backend.countTokens(generation.prompt, signal.aborted ? AbortSignal.timeout(5000) : signal)
+    } catch {
+      return undefined
+    }
+  }
+
+  /**
+   * Opens a stream. Everything that can fail before the first token (unknown
+   * model, template error, upstream refusal, first-token timeout, TGI's in-stream
+   * validation error) rejects this promise, so the client gets a proper HTTP
+   * status; after that, failures become an SSE error frame.
+   */
+  async stream (request: ChatCompletionRequest, clientSignal: AbortSignal): Promise<ChatStream> {
+    const requestStarted = performance.now()
+    const { entry, generation, stops } = await this.#prepare(request)
+    const deadline = createDeadline(clientSignal, entry.config.timeoutMs, entry.config.firstTokenTimeoutMs)
+    const model = entry.id
+    let iterator: AsyncIterator<TokenDelta>
+    let first: IteratorResult<TokenDelta>
+    try {
+      const deltas = await entry.backend.stream(generation, deadline.signal)
+      iterator = deltas[Symbol.asyncIterator]()
+      first = await iterator.next()
+    } catch (error) {
+      deadline.dispose()
+      throw abortReasonOr(deadline.signal, error)
+    }
+    deadline.firstTokenArrived()
+    this.#metrics?.timeToFirstToken.observe({ model }, (performance.now() - requestStarted) / 1000)
+    const encoder = new ChunkEncoder(newCompletionId(), Math.floor(this.#clock() / 1000), model)
+    const includeUsage = request.stream_options?.include_usage === true
+    return { model, frames: this.#frames({ entry, generation, stops, deadline, iterator, first, encoder, includeUsage }) }
+  }
+
+  async * #frames (state: {
+    entry: ModelEntry
+    generation: GenerationRequest
+    stops: string[]
+    deadline: Deadline
+    iterator: AsyncIterator<TokenDelta>
+    first: IteratorResult<TokenDelta>
+    encoder: ChunkEncoder
+    includeUsage: boolean
+  }): AsyncGenerator<string> {
+    const { entry, deadline, iterator, encoder } = state
+    const model = entry.id
+    const matcher = new StopSequenceMatcher(state.stops)
+    const started = performance.now()
+    let tokens = 0
+    let end: GenerationEnd | undefined
+    let outcome = 'cancelled'
+    this.#metrics?.inFlightStreams.inc({ model })
+    try {
+      yield encoder.role()
+      let result = state.first
+      while (result.done !== true) {
+        const delta = result.value
+        if (delta.text !== '' || delta.end === undefined) tokens++
+        if (!delta.special) {
+          const released = matcher.push(delta.text)
+          if (released !== '') yield encoder.content(released)
+        }
+        end = delta.end
+        if (matcher.stopped || end !== undefined) break
+        result = await iterator.next()
+      }
+      if (matcher.stopped && end === undefined) {
+        // The gateway matched a stop before the upstream ended: cancel the generation upstream.
+        await iterator.return?.()
+        deadline.cancel()
+      } else if (!matcher.stopped) {
+        const rest = matcher.flush()
+        if (rest !== '') yield encoder.content(rest)
+      }
+      if (end === undefined && !matcher.stopped) {
+        throw new ServiceError('Upstream stream ended before the generation finished', { statusCode: 502, type: 'server_error', code: 'upstream_stream_broken' })
+      }
+      yield encoder.finish(mapFinishReason(end?.finishReason ?? 'stop_sequence', matcher.stopped))
+      const promptTokens = end?.promptTokens ?? await this.#countPromptTokens(entry.backend, state.generation, AbortSignal.timeout(5000))
+      const usage = toUsage(promptTokens, end?.generatedTokens ?? tokens)
+      if (state.includeUsage && usage !== undefined) yield encoder.usage(usage)
+      this.#metrics?.generatedTokens.inc({ model }, end?.generatedTokens ?? tokens)
+      outcome = 'ok'
+      yield SSE_DONE
+    } catch (error) {
+      const reason = abortReasonOr(deadline.signal, error)
+      if (reason instanceof ClientAbortError) return
+      outcome = 'error'
+      const serviceError = reason instanceof ServiceError
+        ? reason
+        : new ServiceError('Internal error while streaming', { statusCode: 500, type: 'server_error', code: 'internal_error' })
+      this.#logger.warn({ model, err: serviceError }, 'stream failed after the first byte')
+      yield sseError(toOpenAIErrorBody(serviceError))
+      yield SSE_DONE
+    } finally {
+      // Runs also when the client went away and the route stopped pulling frames.
+      if (!deadline.signal.aborted && end === undefined) {
+        await iterator.return?.().catch(() => {})
+      }
+      deadline.dispose()
+      this.#metrics?.inFlightStreams.dec({ model })
+      this.#metrics?.upstreamLatency.observe({ model, outcome }, (performance.now() - started) / 1000)
+    }
+  }
+}
+
+function abortReasonOr (signal: AbortSignal, error: unknown): unknown {
+  return signal.aborted && signal.reason !== undefined ? signal.reason : error
+}
+
+function toUsage (promptTokens: number | undefined, generatedTokens: number | undefined): Usage | undefined {
+  if (promptTokens === undefined || generatedTokens === undefined) return undefined
+  return { prompt_tokens: promptTokens, completion_tokens: generatedTokens, total_tokens: promptTokens + generatedTokens }
+}
+
+function newCompletionId (): string {
+  return `chatcmpl-${randomUUID().replaceAll('-', '')}`
+}

@@ -1,0 +1,41 @@
+/**
+ * One AbortSignal per upstream call that fires when the client goes away, when
+ * no first token arrived in time, or when the whole generation ran too long.
+ * The abort reason says which, so the caller can answer 504 or stay silent.
+ */
+import { ClientAbortError, upstreamTimeout } from '../errors.js'
+
+export interface Deadline {
+  readonly signal: AbortSignal
+  /** Call when the first token arrived: the first-token timer stops. */
+  firstTokenArrived (): void
+  /** Cancel the upstream on purpose (a stop the gateway applied itself). */
+  cancel (): void
+  dispose (): void
+}
+
+export function createDeadline (clientSignal: AbortSignal, totalMs: number, firstTokenMs: number): Deadline {
+  const controller = new AbortController()
+  const onClientAbort = (): void => controller.abort(new ClientAbortError())
+  if (clientSignal.aborted) onClientAbort()
+  else clientSignal.addEventListener('abort', onClientAbort, { once: true })
+  const total = setTimeout(() => controller.abort(upstreamTimeout(`no complete reply within ${totalMs} ms`)), totalMs)
+  let firstToken: NodeJS.Timeout | undefined = firstTokenMs < totalMs
+    ? setTimeout(() => controller.abort(upstreamTimeout(`no first token within ${firstTokenMs} ms`)), firstTokenMs)
+    : undefined
+  return {
+    signal: controller.signal,
+    firstTokenArrived () {
+      if (firstToken !== undefined) clearTimeout(firstToken)
+      firstToken = undefined
+    },
+    cancel () {
+      controller.abort(new ClientAbortError())
+    },
+    dispose () {
+      clearTimeout(total)
+      if (firstToken !== undefined) clearTimeout(firstToken)
+      clientSignal.removeEventListener('abort', onClientAbort)
+    }
+  }
+}

@@ -1,0 +1,188 @@
+/**
+ * Model id → backend + compiled chat template. Templates are compiled once per
+ * model and reused; a failed load is retried on the next request (the Hub may
+ * have been briefly unreachable). In single-model mode (TGI_URL alone) the
+ * model's Hub repo id comes from TGI's /info, and any requested id routes to it.
+ */
+import type { Backend, BackendInfo } from '../backends/backend.js'
+import type { ModelConfig } from '../config.js'
+import { ChatTemplate, type SpecialTokens } from '../templates/chat-template.js'
+import { loadTemplateFile, type HubTemplateLoader } from '../templates/template-source.js'
+import { ServiceError, TemplateLoadError, modelNotFound } from '../errors.js'
+
+/** TGI's default `max_stop_sequences`, used until /info has answered. */
+const DEFAULT_MAX_STOP_SEQUENCES = 4
+
+export interface CatalogLogger {
+  warn (object: object, message: string): void
+  info (object: object, message: string): void
+}
+
+export interface ModelCatalogOptions {
+  mode: 'single' | 'file'
+  models: readonly ModelConfig[]
+  createBackend: (model: ModelConfig) => Backend
+  templateLoader: HubTemplateLoader
+  logger: CatalogLogger
+  /** Clock for the templates' strftime_now. */
+  now?: () => Date
+  probeTimeoutMs?: number
+}
+
+export interface ModelStatus {
+  id: string
+  ready: boolean
+  template: string
+  backend: string
+}
+
+export class ModelEntry {
+  readonly config: ModelConfig
+  readonly backend: Backend
+  readonly #options: ModelCatalogOptions
+  #discoveredId: string | undefined
+  #repo: string | undefined
+  #template: ChatTemplate | undefined
+  #templateLoading: Promise<ChatTemplate> | undefined
+  #templateError: string | undefined
+  #info: BackendInfo | undefined
+  #probeError: string | undefined
+  #templateOrigin = 'not loaded'
+
+  constructor (config: ModelConfig, options: ModelCatalogOptions) {
+    this.config = config
+    this.backend = options.createBackend(config)
+    this.#options = options
+    this.#repo = config.repo
+  }
+
+  /** The id clients see: the configured id, or in single-model mode the model TGI serves. */
+  get id (): string {
+    return this.#discoveredId ?? this.config.id
+  }
+
+  /** The OpenAI `model` object for /v1/models. */
+  get modelObject (): { id: string, object: 'model', created: number, owned_by: string } {
+    return { id: this.id, object: 'model', created: 0, owned_by: ownerOf(this.#repo ?? this.id) }
+  }
+
+  get maxStopSequences (): number {
+    return this.#info?.maxStopSequences ?? DEFAULT_MAX_STOP_SEQUENCES
+  }
+
+  get status (): ModelStatus {
+    const template = this.#template !== undefined ? `loaded (${this.#templateOrigin})` : this.#templateError ?? 'not loaded'
+    const backend = this.#probeError ?? (this.#info !== undefined ? 'ok' : 'not probed')
+    return { id: this.id, ready: this.#template !== undefined && this.#info !== undefined && this.#probeError === undefined, template, backend }
+  }
+
+  async probe (signal: AbortSignal): Promise<BackendInfo> {
+    try {
+      const info = await this.backend.probe(signal)
+      this.#info = info
+      this.#probeError = undefined
+      if (this.#options.mode === 'single' && info.modelId !== undefined) {
+        this.#discoveredId = info.modelId
+        this.#repo ??= info.modelId
+      }
+      return info
+    } catch (error) {
+      this.#probeError = error instanceof Error ? error.message : String(error)
+      throw error
+    }
+  }
+
+  template (): Promise<ChatTemplate> {
+    if (this.#template !== undefined) return Promise.resolve(this.#template)
+    this.#templateLoading ??= this.#loadTemplate().then((template) => {
+      this.#template = template
+      this.#templateError = undefined
+      return template
+    }, (error: unknown) => {
+      this.#templateError = error instanceof Error ? error.message : String(error)
+      throw error
+    }).finally(() => {
+      this.#templateLoading = undefined
+    })
+    return this.#templateLoading
+  }
+
+  async #loadTemplate (): Promise<ChatTemplate> {
+    const { config } = this
+    if (this.#repo === undefined && config.chatTemplate === undefined && config.chatTemplateFile === undefined) {
+      // Single-model mode: the repo id comes from TGI's /info.
+      const info = await this.probe(AbortSignal.timeout(this.#options.probeTimeoutMs ?? 10_000))
+      if (info.modelId === undefined) throw new TemplateLoadError(`TGI at ${config.url} did not report a model_id in /info; set GATEWAY_CONFIG with a chat template`)
+    }
+    const repo = this.#repo
+    const override = config.chatTemplate ?? (config.chatTemplateFile === undefined ? undefined : await loadTemplateFile(config.chatTemplateFile))
+    if (override !== undefined) {
+      const specialTokens = config.specialTokens ?? await this.#specialTokensFromHub(repo)
+      this.#templateOrigin = config.chatTemplate !== undefined ? 'inline' : `file ${config.chatTemplateFile ?? ''}`
+      return ChatTemplate.compile(override, specialTokens, { now: this.#options.now })
+    }
+    if (repo === undefined) throw new TemplateLoadError(`model '${this.id}' has no Hub repo to read its chat template from`)
+    const source = await this.#options.templateLoader.load(repo, config.hubToken)
+    this.#templateOrigin = source.origin
+    return ChatTemplate.compile(source.chatTemplate, { ...source.specialTokens, ...config.specialTokens }, { now: this.#options.now })
+  }
+
+  async #specialTokensFromHub (repo: string | undefined): Promise<SpecialTokens> {
+    if (repo === undefined) return {}
+    try {
+      return (await this.#options.templateLoader.load(repo, this.config.hubToken)).specialTokens
+    } catch (error) {
+      // The override still works; a template that prints bos/eos will print nothing for them.
+      this.#options.logger.warn({ model: this.id, repo, reason: (error as Error).message }, 'chat template override: special tokens unavailable from the Hub; set special_tokens in the models file')
+      return {}
+    }
+  }
+}
+
+export class ModelCatalog {
+  readonly #entries: ModelEntry[]
+  readonly #byId: Map<string, ModelEntry>
+  readonly #mode: 'single' | 'file'
+
+  constructor (options: ModelCatalogOptions) {
+    this.#mode = options.mode
+    this.#entries = options.models.map((model) => new ModelEntry(model, options))
+    this.#byId = new Map(this.#entries.map((entry) => [entry.config.id, entry]))
+  }
+
+  get entries (): readonly ModelEntry[] {
+    return this.#entries
+  }
+
+  resolve (model: string): ModelEntry {
+    const entry = this.#byId.get(model)
+    if (entry !== undefined) return entry
+    // Single-model mode: every id (the discovered one, "tgi", or any other) routes to the one TGI.
+    if (this.#mode === 'single' && this.#entries[0] !== undefined) return this.#entries[0]
+    throw modelNotFound(model)
+  }
+
+  /** Looks a model up by the id clients see (for GET /v1/models/{id}). */
+  find (model: string): ModelEntry | undefined {
+    return this.#entries.find((entry) => entry.id === model) ?? this.#byId.get(model)
+  }
+
+  /** Probes every backend and loads every template; never throws. */
+  async refresh (timeoutMs: number): Promise<ModelStatus[]> {
+    await Promise.all(this.#entries.map(async (entry) => {
+      await entry.probe(AbortSignal.timeout(timeoutMs)).catch(() => {})
+      await entry.template().catch(() => {})
+    }))
+    return this.#entries.map((entry) => entry.status)
+  }
+}
+
+/** `org/name` → `org`, as the Hub's OpenAI-compatible router reports owners. */
+function ownerOf (repo: string): string {
+  const slash = repo.indexOf('/')
+  return slash > 0 ? repo.slice(0, slash) : 'hf-chat-gateway'
+}
+
+export function isServiceError (error: unknown): error is ServiceError {
+  return error instanceof ServiceError
+}

@@ -1,0 +1,166 @@
+/**
+ * The OpenAI wire shapes, as zod schemas: the one source of truth for request
+ * validation, handler types, the served OpenAPI document and openapi.yaml.
+ * Ranges follow OpenAI's API reference so a request OpenAI would reject is
+ * rejected here with a 400 naming the field, never passed on to the backend.
+ */
+import { z } from 'zod'
+
+const MAX_STRING = 4 * 1024 * 1024
+
+const textPartSchema = z.strictObject({ type: z.literal('text'), text: z.string().max(MAX_STRING) })
+const imagePartSchema = z.object({
+  type: z.literal('image_url'),
+  image_url: z.object({ url: z.string().max(MAX_STRING), detail: z.enum(['auto', 'low', 'high']).optional() })
+})
+const contentPartSchema = z.discriminatedUnion('type', [textPartSchema, imagePartSchema])
+
+const textContent = z.union([z.string().max(MAX_STRING), z.array(textPartSchema).max(1024)])
+const userContent = z.union([z.string().max(MAX_STRING), z.array(contentPartSchema).max(1024)])
+
+export const toolCallSchema = z.object({
+  id: z.string().max(256),
+  type: z.literal('function'),
+  function: z.object({ name: z.string().min(1).max(256), arguments: z.string().max(MAX_STRING) })
+})
+
+const name = z.string().min(1).max(256).optional()
+
+export const chatMessageSchema = z.discriminatedUnion('role', [
+  z.object({ role: z.literal('system'), content: textContent, name }),
+  z.object({ role: z.literal('developer'), content: textContent, name }),
+  z.object({ role: z.literal('user'), content: userContent, name }),
+  z.object({
+    role: z.literal('assistant'),
+    content: textContent.nullish(),
+    name,
+    refusal: z.string().nullish(),
+    tool_calls: z.array(toolCallSchema).max(128).optional(),
+    reasoning_content: z.string().max(MAX_STRING).nullish()
+  }),
+  z.object({ role: z.literal('tool'), content: textContent, tool_call_id: z.string().max(256) })
+]).meta({ id: 'ChatMessage' })
+export type ChatMessage = z.infer<typeof chatMessageSchema>
+
+export const toolSchema = z.object({
+  type: z.literal('function'),
+  function: z.object({
+    name: z.string().min(1).max(64).regex(/^[a-zA-Z0-9_-]+$/, 'must be a-z, A-Z, 0-9, underscores and dashes'),
+    description: z.string().max(MAX_STRING).optional(),
+    parameters: z.record(z.string(), z.unknown()).optional(),
+    strict: z.boolean().nullish()
+  })
+})
+
+const stopSchema = z.union([z.string().min(1).max(1024), z.array(z.string().min(1).max(1024)).max(64)]).nullish()
+  .describe('Up to 64 stop sequences (OpenAI allows 4). Stops beyond what the backend accepts are applied by the gateway itself.')
+
+export const chatCompletionRequestSchema = z.object({
+  model: z.string().min(1).max(256).describe('A model id from GET /v1/models.'),
+  messages: z.array(chatMessageSchema).min(1).max(4096),
+  stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).nullish(),
+  max_tokens: z.number().int().min(1).nullish().describe('Maximum tokens to generate (max_new_tokens upstream).'),
+  max_completion_tokens: z.number().int().min(1).nullish(),
+  temperature: z.number().min(0).max(2).nullish().describe('0 means greedy decoding.'),
+  top_p: z.number().gt(0).max(1).nullish(),
+  seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).nullish(),
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  presence_penalty: z.number().min(-2).max(2).nullish().describe('Accepted for compatibility; TGI has no presence penalty, so it is ignored.'),
+  stop: stopSchema,
+  n: z.literal(1).nullish().describe('Only 1 is supported.'),
+  user: z.string().max(256).optional(),
+  tools: z.array(toolSchema).max(128).nullish(),
+  tool_choice: z.union([z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), function: z.object({ name: z.string() }) })]).nullish(),
+  parallel_tool_calls: z.boolean().nullish(),
+  logprobs: z.literal(false).nullish().describe('Log probabilities are not supported yet.'),
+  response_format: z.object({ type: z.literal('text') }).nullish().describe('Only `text` for now.'),
+  // Extensions (TGI / vLLM / transformers names).
+  top_k: z.number().int().min(1).nullish(),
+  repetition_penalty: z.number().gt(0).nullish(),
+  typical_p: z.number().gt(0).lt(1).nullish(),
+  do_sample: z.boolean().nullish(),
+  truncate: z.number().int().min(1).nullish(),
+  chat_template_kwargs: z.record(z.string(), z.unknown()).nullish().describe('Extra variables for the chat template, e.g. {"enable_thinking": false}.'),
+  add_generation_prompt: z.boolean().nullish(),
+  continue_final_message: z.boolean().nullish()
+}).meta({ id: 'CreateChatCompletionRequest' })
+export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>
+
+export const chatRenderRequestSchema = z.object({
+  model: z.string().min(1).max(256),
+  messages: z.array(chatMessageSchema).min(1).max(4096),
+  tools: z.array(toolSchema).max(128).nullish(),
+  add_generation_prompt: z.boolean().nullish(),
+  continue_final_message: z.boolean().nullish(),
+  chat_template_kwargs: z.record(z.string(), z.unknown()).nullish()
+}).meta({ id: 'ChatRenderRequest' })
+export type ChatRenderRequest = z.infer<typeof chatRenderRequestSchema>
+
+export const chatRenderResponseSchema = z.object({ model: z.string(), prompt: z.string() }).meta({ id: 'ChatRenderResponse' })
+
+export const finishReasonSchema = z.enum(['stop', 'length', 'tool_calls', 'content_filter'])
+export type FinishReason = z.infer<typeof finishReasonSchema>
+
+export const usageSchema = z.object({
+  prompt_tokens: z.number().int(),
+  completion_tokens: z.number().int(),
+  total_tokens: z.number().int()
+})
+export type Usage = z.infer<typeof usageSchema>
+
+export const chatCompletionSchema = z.object({
+  id: z.string(),
+  object: z.literal('chat.completion'),
+  created: z.number().int(),
+  model: z.string(),
+  system_fingerprint: z.string().optional(),
+  choices: z.array(z.object({
+    index: z.number().int(),
+    message: z.object({
+      role: z.literal('assistant'),
+      content: z.string().nullable(),
+      refusal: z.null()
+    }),
+    logprobs: z.null(),
+    finish_reason: finishReasonSchema
+  })),
+  usage: usageSchema.optional()
+}).meta({ id: 'CreateChatCompletionResponse' })
+export type ChatCompletion = z.infer<typeof chatCompletionSchema>
+
+export const chatCompletionChunkSchema = z.object({
+  id: z.string(),
+  object: z.literal('chat.completion.chunk'),
+  created: z.number().int(),
+  model: z.string(),
+  system_fingerprint: z.string().optional(),
+  choices: z.array(z.object({
+    index: z.number().int(),
+    delta: z.object({ role: z.literal('assistant').optional(), content: z.string().nullish() }),
+    logprobs: z.null(),
+    finish_reason: finishReasonSchema.nullable()
+  })),
+  usage: usageSchema.nullish()
+}).meta({ id: 'CreateChatCompletionStreamResponse', description: 'One `data:` event of the text/event-stream answer to `stream: true`.' })
+export type ChatCompletionChunk = z.infer<typeof chatCompletionChunkSchema>
+
+export const modelObjectSchema = z.object({
+  id: z.string(),
+  object: z.literal('model'),
+  created: z.number().int(),
+  owned_by: z.string()
+}).meta({ id: 'Model' })
+export type ModelObject = z.infer<typeof modelObjectSchema>
+
+export const modelListSchema = z.object({ object: z.literal('list'), data: z.array(modelObjectSchema) }).meta({ id: 'ListModelsResponse' })
+
+export const errorBodySchema = z.object({
+  error: z.object({ message: z.string(), type: z.string(), param: z.string().nullable(), code: z.string().nullable() })
+}).meta({ id: 'ErrorResponse' })
+
+export const healthSchema = z.object({ status: z.literal('ok') })
+export const readinessSchema = z.object({
+  status: z.enum(['ready', 'not_ready']),
+  models: z.array(z.object({ id: z.string(), ready: z.boolean(), template: z.string(), backend: z.string() }))
+})

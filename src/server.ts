@@ -1,0 +1,48 @@
+/**
+ * The process entry point, and the only file that reads process.env: load the
+ * config, build the app, listen, and close gracefully on SIGINT/SIGTERM.
+ */
+import { ConfigError, loadConfig } from './config.js'
+import { buildApp } from './app.js'
+
+async function main (): Promise<void> {
+  let config
+  try {
+    config = await loadConfig(process.env)
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`hf-chat-gateway: ${error.message}\n`)
+      process.exit(1)
+    }
+    throw error
+  }
+  const app = await buildApp(config)
+  let closing = false
+  const close = (signal: string): void => {
+    if (closing) return
+    closing = true
+    app.log.info({ signal }, 'closing')
+    const forced = setTimeout(() => process.exit(1), 10_000)
+    forced.unref()
+    app.close().then(() => process.exit(0), (error: unknown) => {
+      app.log.error({ err: error }, 'error while closing')
+      process.exit(1)
+    })
+  }
+  process.once('SIGINT', () => close('SIGINT'))
+  process.once('SIGTERM', () => close('SIGTERM'))
+
+  await app.listen({ port: config.port, host: config.host })
+  // Warm up: probe backends and load templates now, so the first request does not pay for it.
+  void app.catalog.refresh(app.probeTimeoutMs).then((models) => {
+    for (const model of models) {
+      if (model.ready) app.log.info({ model: model.id, template: model.template }, 'model ready')
+      else app.log.warn({ model: model.id, template: model.template, backend: model.backend }, 'model not ready yet (see /ready)')
+    }
+  })
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`hf-chat-gateway: failed to start: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`)
+  process.exit(1)
+})

@@ -1,0 +1,1 @@
+export const SHARED = new URL('../../../shared/', import.meta.url)
