@@ -4,7 +4,7 @@ import { modelListSchema } from '../../src/openai/schemas.js'
 const modelsRoute: FastifyPluginAsyncZod = async (app) => {
   app.get('/models', {
     schema: { tags: ['models'], summary: 'Lists the models this gateway serves', response: { 200: modelListSchema } }
-  }, async () => ({ object: 'list' as const, data: app.catalog.entries.map((entry) => entry.modelObject) }))
+  }, async () => ({ object: 'list' as const, data: await app.catalog.modelObjects(app.probeTimeoutMs) }))
 }
 
 export default modelsRoute

@@ -57,7 +57,9 @@ export class ChatService {
   /** The exact prompt a completion with these messages would send upstream. */
   async render (request: ChatRenderRequest): Promise<{ model: string, prompt: string }> {
     const entry = this.#catalog.resolve(request.model)
-    return { model: entry.id, prompt: await this.#renderPrompt(entry, request) }
+    const prompt = await this.#renderPrompt(entry, request)
+    // After rendering: in single-model mode the id is known once TGI named its model.
+    return { model: entry.id, prompt }
   }
 
   async #renderPrompt (entry: ModelEntry, request: RenderOptions): Promise<string> {

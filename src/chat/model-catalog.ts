@@ -66,6 +66,11 @@ export class ModelEntry {
     return { id: this.id, object: 'model', created: 0, owned_by: ownerOf(this.#repo ?? this.id) }
   }
 
+  /** Single-model mode: whether TGI has named its model yet. */
+  get discovered (): boolean {
+    return this.#discoveredId !== undefined
+  }
+
   get maxStopSequences (): number {
     return this.#info?.maxStopSequences ?? DEFAULT_MAX_STOP_SEQUENCES
   }
@@ -162,8 +167,20 @@ export class ModelCatalog {
     throw modelNotFound(model)
   }
 
+  /**
+   * The OpenAI model objects. In single-model mode the id is TGI's model_id, so
+   * TGI is asked once when it has not answered yet (falling back to "tgi").
+   */
+  async modelObjects (probeTimeoutMs: number): Promise<Array<ModelEntry['modelObject']>> {
+    if (this.#mode === 'single') {
+      await Promise.all(this.#entries.filter((entry) => !entry.discovered).map(async (entry) => await entry.probe(AbortSignal.timeout(probeTimeoutMs)).catch(() => {})))
+    }
+    return this.#entries.map((entry) => entry.modelObject)
+  }
+
   /** Looks a model up by the id clients see (for GET /v1/models/{id}). */
-  find (model: string): ModelEntry | undefined {
+  async find (model: string, probeTimeoutMs: number): Promise<ModelEntry | undefined> {
+    await this.modelObjects(probeTimeoutMs)
     return this.#entries.find((entry) => entry.id === model) ?? this.#byId.get(model)
   }
 

@@ -7,6 +7,26 @@
 import { z } from 'zod'
 
 const MAX_STRING = 4 * 1024 * 1024
+/** Free-form JSON (tool parameters, template kwargs) may nest this deep; templates recurse over it. */
+export const MAX_JSON_DEPTH = 64
+
+/** Iterative, so hostile nesting cannot overflow the stack while being checked. */
+export function jsonDepth (value: unknown, limit: number): number {
+  let deepest = 0
+  const pending: Array<[unknown, number]> = [[value, 1]]
+  while (pending.length > 0) {
+    const [node, depth] = pending.pop()!
+    if (node === null || typeof node !== 'object') continue
+    if (depth > deepest) deepest = depth
+    if (deepest > limit) return deepest
+    for (const child of Array.isArray(node) ? node : Object.values(node)) pending.push([child, depth + 1])
+  }
+  return deepest
+}
+
+const boundedJson = z.record(z.string(), z.unknown()).refine((value) => jsonDepth(value, MAX_JSON_DEPTH) <= MAX_JSON_DEPTH, {
+  message: `nested deeper than ${MAX_JSON_DEPTH} levels`
+})
 
 const textPartSchema = z.strictObject({ type: z.literal('text'), text: z.string().max(MAX_STRING) })
 const imagePartSchema = z.object({
@@ -47,7 +67,7 @@ export const toolSchema = z.object({
   function: z.object({
     name: z.string().min(1).max(64).regex(/^[a-zA-Z0-9_-]+$/, 'must be a-z, A-Z, 0-9, underscores and dashes'),
     description: z.string().max(MAX_STRING).optional(),
-    parameters: z.record(z.string(), z.unknown()).optional(),
+    parameters: boundedJson.optional(),
     strict: z.boolean().nullish()
   })
 })
@@ -81,7 +101,7 @@ export const chatCompletionRequestSchema = z.object({
   typical_p: z.number().gt(0).lt(1).nullish(),
   do_sample: z.boolean().nullish(),
   truncate: z.number().int().min(1).nullish(),
-  chat_template_kwargs: z.record(z.string(), z.unknown()).nullish().describe('Extra variables for the chat template, e.g. {"enable_thinking": false}.'),
+  chat_template_kwargs: boundedJson.nullish().describe('Extra variables for the chat template, e.g. {"enable_thinking": false}.'),
   add_generation_prompt: z.boolean().nullish(),
   continue_final_message: z.boolean().nullish()
 }).meta({ id: 'CreateChatCompletionRequest' })
@@ -93,7 +113,7 @@ export const chatRenderRequestSchema = z.object({
   tools: z.array(toolSchema).max(128).nullish(),
   add_generation_prompt: z.boolean().nullish(),
   continue_final_message: z.boolean().nullish(),
-  chat_template_kwargs: z.record(z.string(), z.unknown()).nullish()
+  chat_template_kwargs: boundedJson.nullish()
 }).meta({ id: 'ChatRenderRequest' })
 export type ChatRenderRequest = z.infer<typeof chatRenderRequestSchema>
 

@@ -102,6 +102,8 @@ export interface FakeTgi {
   waitForAbort (callIndex: number, timeoutMs?: number): Promise<void>
   /** Generations still running (neither finished nor aborted), hanging calls included. */
   activeGenerations (): number
+  /** How many POST /tokenize calls were answered. */
+  tokenizeCalls (): number
   /** Closes the server and destroys open sockets. */
   close (): Promise<void>
 }
@@ -199,6 +201,7 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
   })
 
   const calls: FakeTgiCall[] = []
+  let tokenizeCalls = 0
   const states: CallState[] = []
   const active = new Set<CallState>()
   const queued: FakeTgiReply[] = []
@@ -286,6 +289,18 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
       if (path === '/health' || path === '/ping' || path === '/') return sendEmpty(response, 200)
       if (isGeneration) return sendEmpty(response, 405, { allow: 'POST' })
       return sendEmpty(response, 404)
+    }
+    if (method === 'POST' && path === '/tokenize') {
+      // server.rs tokenize: `[{id, text, start, stop}, ...]` for the inputs (no generation).
+      const raw = await readBody(request)
+      let inputs: unknown
+      try {
+        inputs = raw === undefined ? undefined : (JSON.parse(raw) as { inputs?: unknown }).inputs
+      } catch {}
+      if (typeof inputs !== 'string') return sendText(response, 422, 'Failed to deserialize the JSON body into the target type: missing field `inputs`')
+      tokenizeCalls++
+      const count = tokenize(inputs)
+      return sendRawJson(response, 200, JSON.stringify(Array.from({ length: count }, (_, index) => ({ id: index, text: 'x', start: index, stop: index + 1 }))))
     }
     if (method !== 'POST' || !(isGeneration || path === '/')) {
       request.resume()
@@ -620,6 +635,9 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
     },
     activeGenerations () {
       return active.size
+    },
+    tokenizeCalls () {
+      return tokenizeCalls
     },
     async close () {
       closing = true

@@ -1,0 +1,580 @@
+// `npm run bench`: the gateway side by side with a bare "floor" proxy, both in
+// front of the same fast fake TGI, driven by a load generator in its own
+// process. See README.md § Benchmark and `node scripts/bench/run.mjs --help`.
+//
+// Processes: this orchestrator (also serves the fake Hub, idle while measuring),
+// fake TGI, floor proxy, gateway (node dist/src/server.js), load generator.
+// Only one server is loaded at a time. Every child is killed on exit, error or
+// SIGINT; the forked ones also exit by themselves when this process disappears.
+import { fork, spawn } from 'node:child_process'
+import { createServer as createHttpServer } from 'node:http'
+import { createServer as createNetServer } from 'node:net'
+import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir, cpus, totalmem } from 'node:os'
+import { join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { cpuMs, formatNumber, machineJiffies, memoryKb, sleep, table } from './lib.mjs'
+import { analyseProfile, printProfile } from './profile.mjs'
+
+const HELP = `usage: npm run bench -- [options]    (or: node scripts/bench/run.mjs [options] after npm run build)
+
+  --duration <s>        measured seconds per scenario and server (default 5)
+  --warmup <s>          discarded warm-up seconds before each measurement (default 2)
+  --quick               smoke run: 0.5 s warm-up, 1 s measurement (slow streams: 1.5 s + 1.5 s)
+  --scenarios <list>    comma-separated subset of: ns1,ns32,ns256,st1,st32,slow (default: all)
+  --slow-streams <n>    concurrent slow streams (default 1000)
+  --soak <minutes>      instead of the comparison: repeat non-stream + stream rounds against the
+                        gateway for that long, sampling its RSS each round, and say whether it grows
+  --cpu-prof            run the gateway with --cpu-prof (profile in bench-results/profiles) and print
+                        the top 25 self-time functions when it exits
+  --gateway-log <file>  where the gateway's stdout (pino, LOG_LEVEL=info) goes (default /dev/null)
+  --gateway-entry <js>  gateway entry point (default dist/src/server.js)
+  --help
+`
+
+const REPO = fileURLToPath(new URL('../../', import.meta.url))
+const HERE = fileURLToPath(new URL('./', import.meta.url))
+const ZEPHYR_FILE = new URL('../../../shared/chat-templates/models/HuggingFaceH4__zephyr-7b-beta.json', import.meta.url)
+const MODEL = 'HuggingFaceH4/zephyr-7b-beta'
+const MESSAGES = [
+  { role: 'system', content: "You're a helpful assistant" },
+  { role: 'user', content: 'What happens when an unstoppable force meets an immovable object?' }
+]
+const NON_STREAM_TOKENS = 16
+const STREAM_TOKENS = 64
+const SLOW_DELAY_MS = 20
+
+// ---------------------------------------------------------------- arguments
+function parseArgs (argv) {
+  const options = {
+    duration: 5, warmup: 2, quick: false, scenarios: undefined, slowStreams: 1000, soak: undefined,
+    cpuProf: false, gatewayLog: '/dev/null', gatewayEntry: 'dist/src/server.js'
+  }
+  for (let index = 0; index < argv.length; index++) {
+    const arg = argv[index]
+    const value = () => {
+      const next = argv[++index]
+      if (next === undefined) throw new Error(`${arg} needs a value`)
+      return next
+    }
+    const number = () => {
+      const parsed = Number(value())
+      if (!Number.isFinite(parsed) || parsed <= 0) throw new Error(`${arg} needs a positive number`)
+      return parsed
+    }
+    switch (arg) {
+      case '--duration': options.duration = number(); break
+      case '--warmup': options.warmup = Number(value()); break
+      case '--quick': options.quick = true; break
+      case '--scenarios': options.scenarios = value().split(',').map((name) => name.trim()).filter(Boolean); break
+      case '--slow-streams': options.slowStreams = Math.round(number()); break
+      case '--soak': options.soak = number(); break
+      case '--cpu-prof': options.cpuProf = true; break
+      case '--gateway-log': options.gatewayLog = value(); break
+      case '--gateway-entry': options.gatewayEntry = value(); break
+      case '--help': case '-h': process.stdout.write(HELP); process.exit(0); break
+      default: throw new Error(`unknown option ${arg} (see --help)`)
+    }
+  }
+  if (options.quick) {
+    options.duration = Math.min(options.duration, 1)
+    options.warmup = Math.min(options.warmup, 0.5)
+  }
+  return options
+}
+
+let options
+try {
+  options = parseArgs(process.argv.slice(2))
+} catch (error) {
+  process.stderr.write(`bench: ${error.message}\n`)
+  process.exit(2)
+}
+
+const log = (text) => process.stderr.write(`${text}\n`)
+
+// ---------------------------------------------------------------- child processes
+const children = new Map() // ChildProcess -> name
+let shuttingDown = false
+const expectedExits = new Set()
+
+function killAll () {
+  shuttingDown = true
+  for (const child of children.keys()) {
+    try { child.kill('SIGKILL') } catch {}
+  }
+}
+process.on('exit', killAll)
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    log(`\nbench: ${signal}, stopping`)
+    killAll()
+    process.exit(130)
+  })
+}
+process.on('uncaughtException', (error) => fatal(error.stack ?? String(error)))
+process.on('unhandledRejection', (error) => fatal(error?.stack ?? String(error)))
+
+let gatewayStderr = ''
+function fatal (message) {
+  if (shuttingDown) return
+  log(`\nbench: ${message}`)
+  if (gatewayStderr.trim() !== '') log(`gateway stderr (tail):\n${gatewayStderr.slice(-4000)}`)
+  killAll()
+  process.exit(1)
+}
+
+function track (child, name) {
+  children.set(child, name)
+  child.on('exit', (code, signal) => {
+    children.delete(child)
+    if (!shuttingDown && !expectedExits.has(child)) fatal(`${name} (pid ${child.pid}) exited unexpectedly (code ${code}, signal ${signal})`)
+  })
+  return child
+}
+
+function waitForMessage (child, type, timeoutMs, what) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.off('message', onMessage)
+      reject(new Error(`timed out waiting for ${what}`))
+    }, timeoutMs)
+    const onMessage = (message) => {
+      if (message?.type !== type) return
+      clearTimeout(timer)
+      child.off('message', onMessage)
+      resolve(message)
+    }
+    child.on('message', onMessage)
+  })
+}
+
+function forkChild (name, script, args = []) {
+  const child = fork(join(HERE, script), args, { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  return track(child, name)
+}
+
+function freePort () {
+  return new Promise((resolve, reject) => {
+    const server = createNetServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address()
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+// ---------------------------------------------------------------- fake Hub (in this process; used at gateway start only)
+function startFakeHub () {
+  const zephyr = JSON.parse(readFileSync(ZEPHYR_FILE, 'utf8'))
+  const tokenizerConfig = JSON.stringify({ chat_template: zephyr.chat_template, bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', pad_token: '</s>' })
+  const requests = []
+  const server = createHttpServer((request, response) => {
+    const path = (request.url ?? '').split('?')[0]
+    requests.push(`${request.method} ${path}`)
+    request.resume()
+    if (path === `/${MODEL}/resolve/main/tokenizer_config.json`) {
+      response.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(tokenizerConfig) })
+      response.end(request.method === 'HEAD' ? undefined : tokenizerConfig)
+      return
+    }
+    response.writeHead(404, { 'content-type': 'text/plain', 'x-error-code': 'EntryNotFound' })
+    response.end('Entry not found')
+  })
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({
+    url: `http://127.0.0.1:${server.address().port}`, requests, close: () => server.close()
+  })))
+}
+
+// ---------------------------------------------------------------- gateway
+async function startGateway ({ tgiUrl, hubUrl, hfHome, profileDir }) {
+  const port = await freePort()
+  const env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: process.env.HOME ?? tmpdir(),
+    NODE_ENV: 'production',
+    TGI_URL: tgiUrl,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'info',
+    HF_HOME: hfHome,
+    HF_ENDPOINT: hubUrl
+  }
+  const flags = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]
+  const stdout = openSync(options.gatewayLog, 'a')
+  const child = spawn(process.execPath, [...flags, options.gatewayEntry], { cwd: REPO, env, stdio: ['ignore', stdout, 'pipe'] })
+  closeSync(stdout)
+  track(child, 'gateway')
+  child.stderr.setEncoding('utf8')
+  child.stderr.on('data', (text) => { gatewayStderr = (gatewayStderr + text).slice(-20_000) })
+  const url = `http://127.0.0.1:${port}`
+  const deadline = Date.now() + 30_000
+  let last = ''
+  while (Date.now() < deadline) {
+    try {
+      const response = await fetch(`${url}/ready`)
+      last = `${response.status} ${await response.text()}`
+      if (response.status === 200) return { child, url, pid: child.pid }
+    } catch (error) {
+      last = error.cause?.code ?? error.message
+    }
+    await sleep(100)
+  }
+  throw new Error(`gateway not ready after 30 s (last /ready: ${last.slice(0, 500)})`)
+}
+
+// ---------------------------------------------------------------- measurement
+const requestBody = (stream, maxTokens) => JSON.stringify({ model: MODEL, messages: MESSAGES, max_tokens: maxTokens, ...(stream ? { stream: true } : {}) })
+
+function scenarioList (slowStreams) {
+  const ns = (c) => ({ name: `ns${c}`, label: `non-stream c=${c}`, kind: 'json', connections: c, body: requestBody(false, NON_STREAM_TOKENS) })
+  const st = (c) => ({ name: `st${c}`, label: `stream 64 tok c=${c}`, kind: 'stream', connections: c, body: requestBody(true, STREAM_TOKENS) })
+  return [
+    ns(1), ns(32), ns(256), st(1), st(32),
+    { name: 'slow', label: `slow streams c=${slowStreams}`, kind: 'slow', connections: slowStreams, body: requestBody(true, STREAM_TOKENS), delayMs: SLOW_DELAY_MS }
+  ]
+}
+
+let runCounter = 0
+async function measure ({ loadgen, fake, server, scenario, warmupMs, durationMs }) {
+  const id = ++runCounter
+  const pids = { server: server.pid, fake: fake.pid, loadgen: loadgen.pid }
+  const snapshot = () => ({ at: performance.now(), machine: machineJiffies(), self: cpuMs(process.pid), cpu: Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuMs(pid)])) })
+  let before
+  let after
+  let peakRssKb = 0
+  const startRss = memoryKb(server.pid).rssKb
+  const sampler = setInterval(() => {
+    const { rssKb } = memoryKb(server.pid)
+    if (rssKb > peakRssKb) peakRssKb = rssKb
+  }, 50)
+  const onPhase = (message) => {
+    if (message?.type !== 'phase' || message.id !== id) return
+    if (message.phase === 'measure-start') before = snapshot()
+    if (message.phase === 'measure-end') after = snapshot()
+  }
+  loadgen.on('message', onPhase)
+  const stream = scenario.kind !== 'json'
+  const resultPromise = waitForMessage(loadgen, 'result', warmupMs + durationMs + 120_000, `load generator result (${scenario.name})`)
+  loadgen.send({
+    type: 'run',
+    id,
+    url: `${server.url}/v1/chat/completions`,
+    path: '/v1/chat/completions',
+    body: scenario.body,
+    stream,
+    expectChunks: STREAM_TOKENS,
+    connections: scenario.connections,
+    warmupMs,
+    durationMs,
+    rampMs: Math.min(500, warmupMs / 2),
+    drainMs: scenario.kind === 'slow' ? 15_000 : 5_000
+  })
+  const message = await resultPromise
+  loadgen.off('message', onPhase)
+  clearInterval(sampler)
+  const { rssKb: endRssKb, hwmKb } = memoryKb(server.pid)
+  peakRssKb = Math.max(peakRssKb, endRssKb)
+  if (message.error !== undefined) throw new Error(`load generator failed: ${message.error}`)
+  const result = message.result
+  const windowMs = after.at - before.at
+  const cpu = {}
+  for (const name of Object.keys(pids)) {
+    const ms = after.cpu[name] - before.cpu[name]
+    cpu[name] = { ms, pctOfCore: (100 * ms) / windowMs, msPerRequest: result.completed > 0 ? ms / result.completed : NaN }
+  }
+  const machineBusyPct = (100 * (after.machine.busy - before.machine.busy)) / Math.max(1, after.machine.total - before.machine.total)
+  // CPU used by anything else on the machine (other users' jobs, the idle server, kernel threads), in % of one core.
+  const ours = Object.values(cpu).reduce((sum, entry) => sum + entry.ms, 0) + (after.self - before.self)
+  const otherPctOfCore = Math.max(0, machineBusyPct * cpus().length - (100 * ours) / windowMs)
+  return { scenario: scenario.name, label: scenario.label, server: server.name, connections: scenario.connections, ...result, cpu, machineBusyPct, otherPctOfCore, windowMs, rss: { startKb: startRss, peakKb: peakRssKb, hwmKb } }
+}
+
+function progressLine (run) {
+  const parts = [`${run.label.padEnd(24)} ${run.server.padEnd(7)}`]
+  parts.push(`${formatNumber(run.throughput, 1).padStart(7)} /s`)
+  if (run.ttftMs !== undefined) parts.push(`ttft p50 ${formatNumber(run.ttftMs.p50)} ms`)
+  parts.push(`p50 ${formatNumber(run.latencyMs.p50)} p99 ${formatNumber(run.latencyMs.p99)} ms`)
+  parts.push(`ok ${(100 * run.successRatio).toFixed(2)}%`)
+  parts.push(`cpu srv ${run.cpu.server.pctOfCore.toFixed(0)}% fake ${run.cpu.fake.pctOfCore.toFixed(0)}% lg ${run.cpu.loadgen.pctOfCore.toFixed(0)}% machine ${run.machineBusyPct.toFixed(0)}%`)
+  if (Object.keys(run.failures).length > 0) parts.push(`failures ${JSON.stringify(run.failures)}`)
+  return parts.join('  ')
+}
+
+async function configureFake (fake, config) {
+  const configured = waitForMessage(fake, 'configured', 5000, 'fake TGI reconfiguration')
+  fake.send({ type: 'config', ...config })
+  await configured
+}
+
+/** Sends one request of each kind through a server, returning the prompt the fake received and checking the answers. */
+async function checkServer (fake, server) {
+  const captured = waitForMessage(fake, 'captured', 10_000, `captured upstream request from ${server.name}`)
+  fake.send({ type: 'capture' })
+  const response = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: requestBody(false, NON_STREAM_TOKENS) })
+  const completion = await response.json()
+  const upstream = JSON.parse((await captured).body)
+  const problems = []
+  if (response.status !== 200) problems.push(`non-stream HTTP ${response.status}: ${JSON.stringify(completion).slice(0, 300)}`)
+  else if (completion.choices?.[0]?.message?.content !== ' tok'.repeat(NON_STREAM_TOKENS)) problems.push(`unexpected content ${JSON.stringify(completion.choices?.[0]?.message)}`)
+  const streamResponse = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: requestBody(true, STREAM_TOKENS) })
+  const events = (await streamResponse.text()).split('\n\n').filter((event) => event.startsWith('data: ')).map((event) => event.slice(6))
+  const content = events.filter((event) => event !== '[DONE]').map((event) => JSON.parse(event)).filter((chunk) => typeof chunk.choices?.[0]?.delta?.content === 'string' && chunk.choices[0].delta.content !== '')
+  if (streamResponse.status !== 200 || content.length !== STREAM_TOKENS || events.at(-1) !== '[DONE]') {
+    problems.push(`stream: HTTP ${streamResponse.status}, ${content.length} content chunks, last event ${events.at(-1)}`)
+  }
+  return { prompt: upstream.inputs, parameters: upstream.parameters, usage: completion.usage, problems }
+}
+
+// ---------------------------------------------------------------- report
+const ratio = (numerator, denominator, direction) => {
+  const value = numerator / denominator
+  return Number.isFinite(value) ? `${value.toFixed(2)} ${direction}` : 'n/a'
+}
+const mark = (ok) => ok === undefined ? '' : ok ? '✓' : '✗'
+
+function buildReport (runs) {
+  const byKey = new Map(runs.map((run) => [`${run.scenario}/${run.server}`, run]))
+  const rows = []
+  const targets = []
+  const target = (name, ok, detail) => {
+    targets.push({ name, ok, detail })
+    return `${name}: ${detail} ${mark(ok)}`
+  }
+  const ms = (value) => formatNumber(value, 2)
+  for (const name of ['ns1', 'ns32', 'ns256', 'st1', 'st32', 'slow']) {
+    const floor = byKey.get(`${name}/floor`)
+    const gateway = byKey.get(`${name}/gateway`)
+    if (floor === undefined || gateway === undefined) continue
+    const label = floor.label
+    const row = (scenario, metric, f, g, r, goal = '') => rows.push([scenario, metric, f, g, r, goal])
+    if (name.startsWith('ns')) {
+      const goal = name === 'ns32'
+        ? target('non-stream req/s at 32 ≥ 0.5× floor', gateway.throughput >= 0.5 * floor.throughput, `${(gateway.throughput / floor.throughput).toFixed(2)}×`)
+        : ''
+      row(label, 'req/s', formatNumber(floor.throughput, 1), formatNumber(gateway.throughput, 1), ratio(gateway.throughput, floor.throughput, 'g/f'), goal)
+      row('', 'latency p50 ms', ms(floor.latencyMs.p50), ms(gateway.latencyMs.p50), ratio(floor.latencyMs.p50, gateway.latencyMs.p50, 'f/g'))
+      row('', 'latency p99 ms', ms(floor.latencyMs.p99), ms(gateway.latencyMs.p99), ratio(floor.latencyMs.p99, gateway.latencyMs.p99, 'f/g'))
+      row('', 'server CPU ms/req', ms(floor.cpu.server.msPerRequest), ms(gateway.cpu.server.msPerRequest), ratio(gateway.cpu.server.msPerRequest, floor.cpu.server.msPerRequest, 'g/f'))
+    } else if (name.startsWith('st')) {
+      const goal = name === 'st32'
+        ? target('64-token streams/s at 32 ≥ 0.5× floor', gateway.throughput >= 0.5 * floor.throughput, `${(gateway.throughput / floor.throughput).toFixed(2)}×`)
+        : ''
+      row(label, 'streams/s', formatNumber(floor.throughput, 1), formatNumber(gateway.throughput, 1), ratio(gateway.throughput, floor.throughput, 'g/f'), goal)
+      const ttftOk = gateway.ttftMs.p50 <= floor.ttftMs.p50 + 1
+      row('', 'TTFT p50 ms', ms(floor.ttftMs.p50), ms(gateway.ttftMs.p50), ratio(floor.ttftMs.p50, gateway.ttftMs.p50, 'f/g'),
+        target(`TTFT p50 ≤ floor + 1 ms (c=${floor.connections})`, ttftOk, `+${(gateway.ttftMs.p50 - floor.ttftMs.p50).toFixed(2)} ms`))
+      row('', 'TTFT p99 ms', ms(floor.ttftMs.p99), ms(gateway.ttftMs.p99), ratio(floor.ttftMs.p99, gateway.ttftMs.p99, 'f/g'))
+      row('', 'stream time p99 ms', ms(floor.latencyMs.p99), ms(gateway.latencyMs.p99), ratio(floor.latencyMs.p99, gateway.latencyMs.p99, 'f/g'))
+      row('', 'server CPU ms/stream', ms(floor.cpu.server.msPerRequest), ms(gateway.cpu.server.msPerRequest), ratio(gateway.cpu.server.msPerRequest, floor.cpu.server.msPerRequest, 'g/f'))
+    } else {
+      const pct = (run) => `${(100 * run.successRatio).toFixed(2)}% of ${run.startedInWindow}`
+      row(label, 'complete (64 chunks+[DONE])', pct(floor), pct(gateway), ratio(gateway.successRatio, floor.successRatio, 'g/f'),
+        target('slow streams 100 % complete', gateway.successRatio === 1, `${(100 * gateway.successRatio).toFixed(2)}%`))
+      row('', 'streams/s', formatNumber(floor.throughput, 1), formatNumber(gateway.throughput, 1), ratio(gateway.throughput, floor.throughput, 'g/f'))
+      row('', 'stream time p50 ms', ms(floor.startedMs.p50), ms(gateway.startedMs.p50), ratio(floor.startedMs.p50, gateway.startedMs.p50, 'f/g'))
+      row('', 'stream time p99 ms', ms(floor.startedMs.p99), ms(gateway.startedMs.p99), ratio(floor.startedMs.p99, gateway.startedMs.p99, 'f/g'),
+        target('slow stream p99 ≤ 1.2× floor', gateway.startedMs.p99 <= 1.2 * floor.startedMs.p99, `${(gateway.startedMs.p99 / floor.startedMs.p99).toFixed(2)}×`))
+      row('', 'peak RSS MB', formatNumber(floor.rss.peakKb / 1024, 1), formatNumber(gateway.rss.peakKb / 1024, 1), ratio(gateway.rss.peakKb, floor.rss.peakKb, 'g/f'),
+        target('gateway peak RSS ≤ 250 MB', gateway.rss.peakKb / 1024 <= 250, `${(gateway.rss.peakKb / 1024).toFixed(0)} MB`))
+      row('', 'server CPU ms/stream', ms(floor.cpu.server.msPerRequest), ms(gateway.cpu.server.msPerRequest), ratio(gateway.cpu.server.msPerRequest, floor.cpu.server.msPerRequest, 'g/f'))
+    }
+  }
+  return { rows, targets }
+}
+
+function diagnosticsRows (runs) {
+  return runs.map((run) => [
+    run.label, run.server, String(run.completed),
+    String(run.failedInWindow + Object.values(run.failures).reduce((sum, count) => sum + count, 0)),
+    `${run.cpu.server.pctOfCore.toFixed(0)}%`, `${run.cpu.fake.pctOfCore.toFixed(0)}%`, `${run.cpu.loadgen.pctOfCore.toFixed(0)}%`,
+    formatNumber(run.cpu.fake.msPerRequest, 3), formatNumber(run.cpu.loadgen.msPerRequest, 3),
+    `${run.machineBusyPct.toFixed(0)}%`, `${run.otherPctOfCore.toFixed(0)}%`, formatNumber(run.eventLoopLagMs.p99, 1)
+  ])
+}
+
+function warnings (runs) {
+  const notes = []
+  for (const run of runs) {
+    if (run.cpu.loadgen.pctOfCore > 90) notes.push(`${run.label} (${run.server}): load generator at ${run.cpu.loadgen.pctOfCore.toFixed(0)}% of a core, it may be the limit`)
+    if (run.cpu.fake.pctOfCore > 90) notes.push(`${run.label} (${run.server}): fake TGI at ${run.cpu.fake.pctOfCore.toFixed(0)}% of a core, it may be the limit`)
+    if (Object.keys(run.failures).length > 0) notes.push(`${run.label} (${run.server}): failures ${JSON.stringify(run.failures)}`)
+  }
+  const disturbed = runs.filter((run) => run.otherPctOfCore > 15).map((run) => `${run.scenario}/${run.server} ${run.otherPctOfCore.toFixed(0)}%`)
+  if (disturbed.length > 0) notes.push(`other processes used CPU during: ${disturbed.join(', ')} (of one core) — those figures are disturbed; re-run on a quiet machine`)
+  const saturated = runs.filter((run) => run.machineBusyPct > 95).map((run) => `${run.scenario}/${run.server}`)
+  if (saturated.length > 0) {
+    notes.push(`machine CPU (${cpus().length} cores) was ≥ 95 % busy in: ${saturated.join(', ')} — there, req/s is bounded by the whole box (server + fake + load generator share the cores); CPU ms/req is the robust comparison`)
+  }
+  return notes
+}
+
+// ---------------------------------------------------------------- soak
+async function metricsOf (url) {
+  try {
+    const text = await (await fetch(`${url}/metrics`)).text()
+    const value = (name) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? NaN)
+    return { heapUsedBytes: value('nodejs_heap_size_used_bytes'), inFlightStreams: value('gateway_in_flight_streams') }
+  } catch {
+    return { heapUsedBytes: NaN, inFlightStreams: NaN }
+  }
+}
+
+async function soak ({ loadgen, fake, gateway, minutes }) {
+  const roundMs = options.duration * 1000
+  const deadline = Date.now() + minutes * 60_000
+  const scenarios = scenarioList(options.slowStreams).filter((scenario) => scenario.name === 'ns32' || scenario.name === 'st32')
+  const rounds = []
+  log(`soak: ${minutes} min of rounds (non-stream c=32 then stream c=32, ${options.duration} s each) against the gateway`)
+  while (Date.now() < deadline || rounds.length < 3) {
+    const round = { index: rounds.length + 1 }
+    for (const scenario of scenarios) {
+      const run = await measure({ loadgen, fake, server: gateway, scenario, warmupMs: rounds.length === 0 ? options.warmup * 1000 : 0, durationMs: roundMs })
+      round[scenario.name] = { throughput: run.throughput, failures: run.failures, successRatio: run.successRatio }
+    }
+    await sleep(200)
+    const memory = memoryKb(gateway.pid)
+    const metrics = await metricsOf(gateway.url)
+    Object.assign(round, { elapsedS: (minutes * 60_000 - (deadline - Date.now())) / 1000, rssMb: memory.rssKb / 1024, hwmMb: memory.hwmKb / 1024, heapUsedMb: metrics.heapUsedBytes / 2 ** 20, inFlightStreams: metrics.inFlightStreams })
+    rounds.push(round)
+    log(`round ${String(round.index).padStart(3)}  t=${round.elapsedS.toFixed(0).padStart(5)} s  non-stream ${formatNumber(round.ns32.throughput, 1).padStart(7)}/s  streams ${formatNumber(round.st32.throughput, 1).padStart(7)}/s  RSS ${round.rssMb.toFixed(1)} MB  heap ${round.heapUsedMb.toFixed(1)} MB  in-flight ${round.inFlightStreams}`)
+  }
+  const third = Math.max(1, Math.floor(rounds.length / 3))
+  const mean = (list, key) => list.reduce((sum, round) => sum + round[key], 0) / list.length
+  const first = rounds.slice(0, third)
+  const last = rounds.slice(-third)
+  const verdict = {
+    rounds: rounds.length,
+    firstThirdRssMb: mean(first, 'rssMb'),
+    lastThirdRssMb: mean(last, 'rssMb'),
+    firstThirdHeapMb: mean(first, 'heapUsedMb'),
+    lastThirdHeapMb: mean(last, 'heapUsedMb')
+  }
+  verdict.rssGrowthPct = (100 * (verdict.lastThirdRssMb - verdict.firstThirdRssMb)) / verdict.firstThirdRssMb
+  // Growth means more than 10 % AND more than 5 MB between the first and the last third of the rounds.
+  verdict.rssGrows = verdict.rssGrowthPct > 10 && verdict.lastThirdRssMb - verdict.firstThirdRssMb > 5
+  verdict.leakedInFlightStreams = rounds.at(-1).inFlightStreams
+  process.stdout.write(`\nSoak: ${rounds.length} rounds over ${minutes} min. RSS first third ${verdict.firstThirdRssMb.toFixed(1)} MB → last third ${verdict.lastThirdRssMb.toFixed(1)} MB ` +
+    `(${verdict.rssGrowthPct >= 0 ? '+' : ''}${verdict.rssGrowthPct.toFixed(1)} %); heap ${verdict.firstThirdHeapMb.toFixed(1)} → ${verdict.lastThirdHeapMb.toFixed(1)} MB; ` +
+    `gateway_in_flight_streams after the last round: ${verdict.leakedInFlightStreams}\n`)
+  process.stdout.write(verdict.rssGrows ? 'RSS GROWS (> 10 % and > 5 MB from the first to the last third): look for a leak (heap snapshot).\n' : 'RSS is stable (no growth above 10 % / 5 MB).\n')
+  return { rounds, verdict }
+}
+
+// ---------------------------------------------------------------- main
+async function main () {
+  const started = new Date()
+  const stamp = started.toISOString().replace(/[:.]/g, '-')
+  const resultsDir = join(REPO, 'bench-results')
+  const profileDir = join(resultsDir, 'profiles')
+  mkdirSync(options.cpuProf ? profileDir : resultsDir, { recursive: true })
+  const hfHome = mkdtempSync(join(tmpdir(), 'bench-hf-home-'))
+  process.on('exit', () => rmSync(hfHome, { recursive: true, force: true }))
+
+  const idleBefore = machineJiffies()
+  await sleep(1000)
+  const idleAfter = machineJiffies()
+  const backgroundPct = (100 * cpus().length * (idleAfter.busy - idleBefore.busy)) / Math.max(1, idleAfter.total - idleBefore.total)
+  if (backgroundPct > 15) log(`bench: warning: the machine is already busy (${backgroundPct.toFixed(0)} % of one core used by other processes); figures will be disturbed`)
+
+  const hub = await startFakeHub()
+  const fake = forkChild('fake TGI', 'fake-tgi.mjs', ['--stream-tokens', String(STREAM_TOKENS), '--generate-tokens', String(NON_STREAM_TOKENS)])
+  const tgiUrl = `http://127.0.0.1:${(await waitForMessage(fake, 'listening', 10_000, 'fake TGI')).port}`
+  const soakOnly = options.soak !== undefined
+  let floor
+  if (!soakOnly) {
+    const child = forkChild('floor proxy', 'floor.mjs', ['--upstream', tgiUrl])
+    floor = { name: 'floor', child, pid: child.pid, url: `http://127.0.0.1:${(await waitForMessage(child, 'listening', 10_000, 'floor proxy')).port}` }
+  }
+  const gatewayProcess = await startGateway({ tgiUrl, hubUrl: hub.url, hfHome, profileDir: options.cpuProf ? profileDir : undefined })
+  const gateway = { name: 'gateway', ...gatewayProcess }
+  const loadgen = forkChild('load generator', 'loadgen.mjs')
+  await waitForMessage(loadgen, 'ready', 10_000, 'load generator')
+  log(`fake TGI ${tgiUrl} (pid ${fake.pid}), ${floor ? `floor ${floor.url} (pid ${floor.pid}), ` : ''}gateway ${gateway.url} (pid ${gateway.pid}${options.cpuProf ? ', --cpu-prof' : ''}), load generator pid ${loadgen.pid}; fake Hub served: ${hub.requests.join(', ')}`)
+
+  const checks = {}
+  for (const server of floor ? [floor, gateway] : [gateway]) {
+    checks[server.name] = await checkServer(fake, server)
+    if (checks[server.name].problems.length > 0) throw new Error(`${server.name} answers wrongly: ${checks[server.name].problems.join('; ')}`)
+  }
+  const samePrompt = floor === undefined || checks.floor.prompt === checks.gateway.prompt
+  log(`prompt check: ${floor === undefined ? 'gateway only' : samePrompt ? 'floor and gateway send the same prompt ✓' : 'PROMPTS DIFFER ✗'} ${JSON.stringify(checks.gateway.prompt)}; gateway parameters ${JSON.stringify(checks.gateway.parameters)}`)
+  if (!samePrompt) log(`  floor: ${JSON.stringify(checks.floor.prompt)}`)
+
+  const output = {
+    startedAt: started.toISOString(),
+    options,
+    environment: { backgroundCpuPctOfCore: +backgroundPct.toFixed(1), node: process.version, cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGb: +(totalmem() / 2 ** 30).toFixed(1) },
+    setup: {
+      fake: { generateTokens: NON_STREAM_TOKENS, streamTokens: STREAM_TOKENS, slowDelayMs: SLOW_DELAY_MS },
+      requestBodies: { nonStream: requestBody(false, NON_STREAM_TOKENS), stream: requestBody(true, STREAM_TOKENS) },
+      gateway: { entry: options.gatewayEntry, logLevel: 'info', log: options.gatewayLog, cpuProf: options.cpuProf },
+      checks,
+      samePrompt
+    }
+  }
+
+  if (soakOnly) {
+    output.soak = await soak({ loadgen, fake, gateway, minutes: options.soak })
+  } else {
+    const wanted = options.scenarios
+    const scenarios = scenarioList(options.slowStreams).filter((scenario) => wanted === undefined || wanted.includes(scenario.name))
+    if (scenarios.length === 0) throw new Error(`no scenario matches ${wanted}`)
+    const runs = []
+    for (const scenario of scenarios) {
+      const slow = scenario.kind === 'slow'
+      if (slow) await configureFake(fake, { delayMs: scenario.delayMs })
+      const warmupMs = slow && options.quick ? 1500 : options.warmup * 1000
+      const durationMs = slow && options.quick ? 1500 : options.duration * 1000
+      for (const server of [floor, gateway]) {
+        const run = await measure({ loadgen, fake, server, scenario, warmupMs, durationMs })
+        runs.push(run)
+        log(progressLine(run))
+        await sleep(300)
+      }
+      if (slow) await configureFake(fake, { delayMs: 0 })
+    }
+    const { rows, targets } = buildReport(runs)
+    output.runs = runs
+    output.table = rows
+    output.targets = targets
+
+    const out = (text) => process.stdout.write(text)
+    out(`\nhf-chat-gateway benchmark — ${started.toISOString()} — node ${process.version}, ${cpus().length} CPUs; ${options.quick ? 'QUICK, ' : ''}` +
+      `${options.warmup} s warm-up + ${options.duration} s per scenario and server; gateway LOG_LEVEL=info${options.cpuProf ? ', under --cpu-prof (slower)' : ''}\n`)
+    out('ratio: g/f = gateway ÷ floor (throughput, success, CPU and RSS costs); f/g = floor ÷ gateway (latencies). For throughput and latency ratios, 1.00 = parity and lower = gateway worse; for CPU and RSS, higher = gateway costs more.\n\n')
+    out(table(['scenario', 'metric', 'floor', 'gateway', 'ratio', 'target'], rows, [0, 1, 5]) + '\n')
+    out('\nLoad and CPU per run (measurement window; CPU in % of one core; machine = all cores busy %; other = CPU of processes outside the benchmark, % of one core):\n')
+    out(table(['scenario', 'server', 'ok', 'failed', 'srv CPU', 'fake CPU', 'loadgen CPU', 'fake ms/req', 'lg ms/req', 'machine', 'other', 'lg lag p99 ms'], diagnosticsRows(runs)) + '\n')
+    const notes = warnings(runs)
+    if (notes.length > 0) out(`\nNotes:\n${notes.map((note) => `  - ${note}`).join('\n')}\n`)
+    out(`\nTargets:\n${targets.map((entry) => `  ${mark(entry.ok)} ${entry.name}: ${entry.detail}`).join('\n')}\n`)
+    out(`  ${targets.every((entry) => entry.ok) ? 'all targets met' : `${targets.filter((entry) => !entry.ok).length} of ${targets.length} targets missed`}\n`)
+  }
+
+  if (options.cpuProf) {
+    expectedExits.add(gateway.child)
+    const exited = new Promise((resolve) => gateway.child.once('exit', resolve))
+    gateway.child.kill('SIGINT')
+    await Promise.race([exited, sleep(20_000)])
+    const files = readdirSync(profileDir).filter((file) => file.endsWith('.cpuprofile') && file.includes(`.${gateway.pid}.`))
+    if (files.length === 0) {
+      log(`bench: no CPU profile for gateway pid ${gateway.pid} in ${profileDir}`)
+    } else {
+      const summary = analyseProfile(join(profileDir, files.sort().at(-1)), 25)
+      printProfile(summary)
+      output.profile = summary
+    }
+  }
+
+  const file = join(resultsDir, `bench-${stamp}${soakOnly ? '-soak' : ''}.json`)
+  writeFileSync(file, JSON.stringify(output, null, 2))
+  process.stdout.write(`\nresults: ${relative(process.cwd(), file)}\n`)
+  hub.close()
+}
+
+main().then(() => {
+  killAll()
+  process.exit(0)
+}, (error) => fatal(error.stack ?? String(error)))
