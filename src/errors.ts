@@ -72,7 +72,8 @@ export class TemplateRenderError extends ServiceError {
 /** The template could not be found, fetched or compiled. */
 export class TemplateLoadError extends ServiceError {
   constructor (message: string, statusCode = 502, code = 'chat_template_unavailable', cause?: unknown) {
-    super(message, { statusCode, type: statusCode === 404 ? 'invalid_request_error' : 'server_error', code, cause })
+    const type: OpenAIErrorType = statusCode < 500 ? 'invalid_request_error' : statusCode === 503 ? 'service_unavailable_error' : 'server_error'
+    super(message, { statusCode, type, code, cause })
     this.name = 'TemplateLoadError'
   }
 }

@@ -57,7 +57,12 @@ function bucketOf (callFrame) {
   return `gateway ${shortUrl(url)}`
 }
 
-export function analyseProfile (file, top = 25) {
+/**
+ * `windows`: optional [startUs, endUs] pairs on the monotonic clock (process.hrtime, which is
+ * also V8's profile clock on Linux); when given, only samples inside them count, so start-up
+ * and idle gaps between scenarios stay out of the figures.
+ */
+export function analyseProfile (file, top = 25, windows = undefined) {
   const profile = JSON.parse(readFileSync(file, 'utf8'))
   const nodes = new Map(profile.nodes.map((node) => [node.id, node]))
   const parent = new Map()
@@ -68,7 +73,15 @@ export function analyseProfile (file, top = 25) {
   const deltas = profile.timeDeltas ?? []
   const meanGap = samples.length > 1 ? (profile.endTime - profile.startTime) / samples.length : 0
   const selfByNode = new Map()
+  const sorted = windows === undefined ? undefined : [...windows].sort((a, b) => a[0] - b[0])
+  let at = profile.startTime
+  let windowIndex = 0
   for (let index = 0; index < samples.length; index++) {
+    at += deltas[index] ?? 0
+    if (sorted !== undefined) {
+      while (windowIndex < sorted.length && sorted[windowIndex][1] < at) windowIndex++
+      if (windowIndex === sorted.length || at < sorted[windowIndex][0]) continue
+    }
     const gap = index + 1 < deltas.length ? Math.max(0, deltas[index + 1]) : meanGap
     selfByNode.set(samples[index], (selfByNode.get(samples[index]) ?? 0) + gap)
   }
@@ -120,11 +133,13 @@ export function analyseProfile (file, top = 25) {
   const ms = (us) => us / 1000
   return {
     file,
+    windowed: sorted !== undefined,
+    windowsMs: sorted === undefined ? undefined : ms(sorted.reduce((sum, [start, end]) => sum + end - start, 0)),
     durationMs: ms(profile.endTime - profile.startTime),
     sampledMs: ms(totalUs),
     busyMs: ms(busyUs),
     idleMs: ms(idleUs),
-    topSelf: Array.from(functions.values()).sort((a, b) => b.us - a.us).slice(0, top).map((entry) => ({
+    topSelf: Array.from(functions.values()).filter((entry) => entry.key !== '(idle)').sort((a, b) => b.us - a.us).slice(0, top).map((entry) => ({
       function: entry.key, selfMs: ms(entry.us), pctOfBusy: (100 * entry.us) / busyUs, source: source(entry.frame)
     })),
     byPackage: Array.from(buckets.entries()).sort((a, b) => b[1] - a[1]).slice(0, 20).map(([bucket, us]) => ({
@@ -138,9 +153,12 @@ export function analyseProfile (file, top = 25) {
 
 export function printProfile (summary, write = (text) => process.stdout.write(text)) {
   const pct = (value) => Number.isNaN(value) ? '' : `${value.toFixed(1)}%`
-  write(`\nCPU profile ${relative(process.cwd(), summary.file)}: ${(summary.durationMs / 1000).toFixed(1)} s wall, ` +
-    `${(summary.busyMs / 1000).toFixed(1)} s on CPU (main thread), ${(summary.idleMs / 1000).toFixed(1)} s idle\n`)
-  write(`\nTop ${summary.topSelf.length} functions by self time (% of non-idle samples):\n`)
+  const scope = summary.windowed
+    ? `samples inside the gateway's measurement windows only (${(summary.windowsMs / 1000).toFixed(1)} s of ${(summary.durationMs / 1000).toFixed(1)} s profiled)`
+    : `${(summary.durationMs / 1000).toFixed(1)} s profiled`
+  write(`\nCPU profile ${relative(process.cwd(), summary.file)}: ${scope}; ` +
+    `main thread on CPU ${(summary.busyMs / 1000).toFixed(1)} s, idle ${(summary.idleMs / 1000).toFixed(1)} s\n`)
+  write(`\nTop ${summary.topSelf.length} functions by self time (% of non-idle samples; (garbage collector) and (program) are V8's own):\n`)
   write(table(['#', 'function  file:line (dist)', 'self ms', '%', 'source'],
     summary.topSelf.map((entry, index) => [String(index + 1), entry.function, entry.selfMs.toFixed(0), pct(entry.pctOfBusy), entry.source]), [0, 1, 4]) + '\n')
   write('\nSelf time by package / file:\n')

@@ -251,9 +251,10 @@ async function measure ({ loadgen, fake, server, scenario, warmupMs, durationMs 
   }, 50)
   const onPhase = (message) => {
     if (message?.type !== 'phase' || message.id !== id) return
-    if (message.phase === 'measure-start') before = snapshot()
-    if (message.phase === 'measure-end') after = snapshot()
+    if (message.phase === 'measure-start') before = { ...snapshot(), us: monotonicUs() }
+    if (message.phase === 'measure-end') after = { ...snapshot(), us: monotonicUs() }
   }
+  const monotonicUs = () => Number(process.hrtime.bigint() / 1000n)
   loadgen.on('message', onPhase)
   const stream = scenario.kind !== 'json'
   const resultPromise = waitForMessage(loadgen, 'result', warmupMs + durationMs + 120_000, `load generator result (${scenario.name})`)
@@ -268,7 +269,8 @@ async function measure ({ loadgen, fake, server, scenario, warmupMs, durationMs 
     connections: scenario.connections,
     warmupMs,
     durationMs,
-    rampMs: Math.min(500, warmupMs / 2),
+    // Connections open gradually; slow streams are also spread over one stream's length so they do not run in lock-step waves.
+    rampMs: scenario.kind === 'slow' ? Math.min(warmupMs * 0.6, STREAM_TOKENS * scenario.delayMs) : Math.min(500, warmupMs / 2),
     drainMs: scenario.kind === 'slow' ? 15_000 : 5_000
   })
   const message = await resultPromise
@@ -277,6 +279,7 @@ async function measure ({ loadgen, fake, server, scenario, warmupMs, durationMs 
   const { rssKb: endRssKb, hwmKb } = memoryKb(server.pid)
   peakRssKb = Math.max(peakRssKb, endRssKb)
   if (message.error !== undefined) throw new Error(`load generator failed: ${message.error}`)
+  server.windows?.push([before.us, after.us])
   const result = message.result
   const windowMs = after.at - before.at
   const cpu = {}
@@ -440,10 +443,12 @@ async function soak ({ loadgen, fake, gateway, minutes }) {
     rounds.push(round)
     log(`round ${String(round.index).padStart(3)}  t=${round.elapsedS.toFixed(0).padStart(5)} s  non-stream ${formatNumber(round.ns32.throughput, 1).padStart(7)}/s  streams ${formatNumber(round.st32.throughput, 1).padStart(7)}/s  RSS ${round.rssMb.toFixed(1)} MB  heap ${round.heapUsedMb.toFixed(1)} MB  in-flight ${round.inFlightStreams}`)
   }
-  const third = Math.max(1, Math.floor(rounds.length / 3))
+  // The first round (JIT warm-up, heap sizing) is left out of the comparison when there are enough rounds.
+  const considered = rounds.length >= 4 ? rounds.slice(1) : rounds
+  const third = Math.max(1, Math.floor(considered.length / 3))
   const mean = (list, key) => list.reduce((sum, round) => sum + round[key], 0) / list.length
-  const first = rounds.slice(0, third)
-  const last = rounds.slice(-third)
+  const first = considered.slice(0, third)
+  const last = considered.slice(-third)
   const verdict = {
     rounds: rounds.length,
     firstThirdRssMb: mean(first, 'rssMb'),
@@ -488,7 +493,7 @@ async function main () {
     floor = { name: 'floor', child, pid: child.pid, url: `http://127.0.0.1:${(await waitForMessage(child, 'listening', 10_000, 'floor proxy')).port}` }
   }
   const gatewayProcess = await startGateway({ tgiUrl, hubUrl: hub.url, hfHome, profileDir: options.cpuProf ? profileDir : undefined })
-  const gateway = { name: 'gateway', ...gatewayProcess }
+  const gateway = { name: 'gateway', ...gatewayProcess, windows: [] }
   const loadgen = forkChild('load generator', 'loadgen.mjs')
   await waitForMessage(loadgen, 'ready', 10_000, 'load generator')
   log(`fake TGI ${tgiUrl} (pid ${fake.pid}), ${floor ? `floor ${floor.url} (pid ${floor.pid}), ` : ''}gateway ${gateway.url} (pid ${gateway.pid}${options.cpuProf ? ', --cpu-prof' : ''}), load generator pid ${loadgen.pid}; fake Hub served: ${hub.requests.join(', ')}`)
@@ -562,7 +567,7 @@ async function main () {
     if (files.length === 0) {
       log(`bench: no CPU profile for gateway pid ${gateway.pid} in ${profileDir}`)
     } else {
-      const summary = analyseProfile(join(profileDir, files.sort().at(-1)), 25)
+      const summary = analyseProfile(join(profileDir, files.sort().at(-1)), 25, gateway.windows.length > 0 ? gateway.windows : undefined)
       printProfile(summary)
       output.profile = summary
     }

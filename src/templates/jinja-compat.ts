@@ -75,7 +75,6 @@ const TupleValue = constructorOf<Value[]>(probeExpression('{{ (1, 2) }}'))
 // Statement.prototype, so synthetic nodes look like parsed ones to the library's AST walkers.
 const statementPrototype: object = Object.getPrototypeOf(Object.getPrototypeOf(parseExpression(''))) as object
 
-
 const makeString = (text: string): Value => new StringValue(text)
 const makeInteger = (number: number): Value => new IntegerValue(number)
 const makeFloat = (number: number): Value => new FloatValue(number)
@@ -906,9 +905,6 @@ function dictMethod (dict: Value, name: string): NativeFunction | undefined {
   }
 }
 
-// Mutating dict methods exist in Python but the ImmutableSandboxedEnvironment refuses them.
-const UNSAFE_DICT_METHODS = new Set(['clear', 'pop', 'popitem', 'setdefault', 'update', 'copy', 'fromkeys'])
-
 // ---------------------------------------------------------------------------
 // Tests (`x is defined`, `selectattr('a', 'equalto', 1)`)
 
@@ -1298,12 +1294,12 @@ function describe (node: JinjaNode): string {
   return 'value'
 }
 
-export class PythonInterpreter extends Interpreter {
+class PythonInterpreter extends Interpreter {
   override evaluate (statement: JinjaNode | undefined, environment: Environment): Value {
     if (statement === undefined) return super.evaluate(statement, environment)
     switch (statement.type) {
       case 'PyValue': return (statement as unknown as ValueNode).value
-      case 'PyOutput': return makeString(pythonStr(this.value((statement as unknown as OutputNode).expression, environment)))
+      case 'PyOutput': return makeString(pythonStr(this.evaluate((statement as unknown as OutputNode).expression, environment)))
       case 'BinaryExpression': return this.binary(statement as unknown as BinaryNode, environment)
       case 'MemberExpression': return this.member(statement as unknown as MemberNode, environment)
       case 'FilterExpression': return this.filter(statement as unknown as FilterNode, environment)
@@ -1313,7 +1309,7 @@ export class PythonInterpreter extends Interpreter {
       case 'Set': {
         const node = statement as unknown as SetNode
         if (node.assignee.type !== 'TupleLiteral' || node.value === null) return super.evaluate(statement, environment)
-        this.bindLoopTarget(node.assignee, this.value(node.value, environment), environment)
+        this.bindLoopTarget(node.assignee, this.evaluate(node.value, environment), environment)
         return makeNone()
       }
       case 'Break': throw new BreakSignal()
@@ -1322,14 +1318,10 @@ export class PythonInterpreter extends Interpreter {
     }
   }
 
-  private value (node: JinjaNode, environment: Environment): Value {
-    return this.evaluate(node, environment)
-  }
-
   private block (statements: JinjaNode[], environment: Environment): string {
     let result = ''
     for (const statement of statements) {
-      const value = this.value(statement, environment)
+      const value = this.evaluate(statement, environment)
       if (!isNone(value) && !isUndefined(value)) result += pythonStr(value)
     }
     return result
@@ -1337,10 +1329,10 @@ export class PythonInterpreter extends Interpreter {
 
   private binary (node: BinaryNode, environment: Environment): Value {
     const operator = node.operator.value
-    const left = this.value(node.left, environment)
-    if (operator === 'and') return left.__bool__().value ? this.value(node.right, environment) : left
-    if (operator === 'or') return left.__bool__().value ? left : this.value(node.right, environment)
-    const right = this.value(node.right, environment)
+    const left = this.evaluate(node.left, environment)
+    if (operator === 'and') return left.__bool__().value ? this.evaluate(node.right, environment) : left
+    if (operator === 'or') return left.__bool__().value ? left : this.evaluate(node.right, environment)
+    const right = this.evaluate(node.right, environment)
     switch (operator) {
       case '==': return makeBoolean(pythonEquals(left, right))
       case '!=': return makeBoolean(!pythonEquals(left, right))
@@ -1353,13 +1345,13 @@ export class PythonInterpreter extends Interpreter {
   }
 
   private member (node: MemberNode, environment: Environment): Value {
-    const object = this.value(node.object, environment)
+    const object = this.evaluate(node.object, environment)
     if (isUndefined(object)) throw undefinedError(`'${describe(node.object)}' is undefined`)
     if (node.computed && node.property.type === 'SliceExpression') {
       return super.evaluate(syntheticNode({ type: 'MemberExpression', object: valueNode(object), property: node.property, computed: true }), environment)
     }
     let key: Value
-    if (node.computed) key = this.value(node.property, environment)
+    if (node.computed) key = this.evaluate(node.property, environment)
     else if (node.property.type === 'IntegerLiteral') key = makeInteger((node.property as unknown as { value: number }).value)
     else key = makeString((node.property as unknown as { value: string }).value)
     // jinja2: `a.b` prefers the attribute, `a['b']` prefers the item; both fall back to the other.
@@ -1372,8 +1364,8 @@ export class PythonInterpreter extends Interpreter {
         const found = entriesOf(object).get(name)
         if (found !== undefined) return found
         if (method !== undefined) return makeFunction(method)
-        if (UNSAFE_DICT_METHODS.has(name)) return makeUndefined()
       }
+      // Mutating methods (update, pop, ...) are refused by the immutable sandbox: undefined here too.
       return makeUndefined()
     }
     if (isNamespace(object)) return isString(key) ? entriesOf(object).get(stringOf(key)) ?? makeUndefined() : makeUndefined()
@@ -1403,11 +1395,11 @@ export class PythonInterpreter extends Interpreter {
     for (const node of args ?? []) {
       if (node.type === 'KeywordArgumentExpression') {
         const keyword = node as unknown as { key: { value: string }, value: JinjaNode }
-        result.keywords.set(keyword.key.value, this.value(keyword.value, environment))
+        result.keywords.set(keyword.key.value, this.evaluate(keyword.value, environment))
       } else if (node.type === 'SpreadExpression' || node.type === 'KeywordSpreadExpression') {
         return null
       } else {
-        result.positional.push(this.value(node, environment))
+        result.positional.push(this.evaluate(node, environment))
       }
     }
     return result
@@ -1438,7 +1430,7 @@ export class PythonInterpreter extends Interpreter {
   }
 
   private filter (node: FilterNode, environment: Environment): Value {
-    return this.applyFilterNode(this.value(node.operand, environment), node.filter, environment)
+    return this.applyFilterNode(this.evaluate(node.operand, environment), node.filter, environment)
   }
 
   private filterStatement (node: FilterStatementNode, environment: Environment): Value {
@@ -1446,7 +1438,7 @@ export class PythonInterpreter extends Interpreter {
   }
 
   private test (node: TestNode, environment: Environment): Value {
-    const operand = this.value(node.operand, environment)
+    const operand = this.evaluate(node.operand, environment)
     const result = runTest(node.test.value, operand, [])
     return makeBoolean(node.negate ? !result : result)
   }
@@ -1472,7 +1464,7 @@ export class PythonInterpreter extends Interpreter {
     const scope = new Environment(environment)
     const filtered = node.iterable.type === 'SelectExpression'
     const source = filtered ? node.iterable.lhs as JinjaNode : node.iterable
-    const iterable = this.value(source, scope)
+    const iterable = this.evaluate(source, scope)
     if (isNone(iterable) || isNumeric(iterable) || isFunction(iterable) || isNamespace(iterable)) {
       throw typeError(`'${pythonTypeName(iterable)}' object is not iterable`)
     }
@@ -1481,7 +1473,7 @@ export class PythonInterpreter extends Interpreter {
       items = items.filter((item) => {
         const testScope = new Environment(scope)
         this.bindLoopTarget(node.loopvar, item, testScope)
-        return this.value(node.iterable.test as JinjaNode, testScope).__bool__().value
+        return this.evaluate(node.iterable.test as JinjaNode, testScope).__bool__().value
       })
     }
     if (items.length === 0) return makeString(this.block(node.defaultBlock, scope))

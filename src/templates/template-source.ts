@@ -172,7 +172,7 @@ export class HubTemplateLoader {
       }
       const parsed = tokenizerConfigSchema.safeParse(json)
       if (!parsed.success) {
-        throw new TemplateLoadError(`tokenizer_config.json of ${repo} has an invalid chat_template: ${z.prettifyError(parsed.error)}`, 500, 'chat_template_invalid', parsed.error)
+        throw new TemplateLoadError(`tokenizer_config.json of ${repo} is invalid: ${z.prettifyError(parsed.error)}`, 500, 'chat_template_invalid', parsed.error)
       }
       configObject = parsed.data
       fromConfig = parsed.data.chat_template ?? undefined
