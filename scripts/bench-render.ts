@@ -1,0 +1,78 @@
+/**
+ * `npm run bench:render`: chat-template render cost, compiled once vs compiled
+ * per request, for zephyr (two messages), Llama 3.1 with tools, and Qwen3.
+ * Prints p50/p99/mean in microseconds; figures, not a pass/fail test.
+ */
+import { readFileSync } from 'node:fs'
+import { ChatTemplate, type NamedTemplate, type RenderInput } from '../src/templates/chat-template.js'
+
+const SHARED = new URL('../../shared/chat-templates/', import.meta.url)
+const iterations = Number(process.argv[2] ?? 20000)
+
+function model (file: string): { source: string | NamedTemplate[], tokens: Record<string, string> } {
+  const data = JSON.parse(readFileSync(new URL(`models/${file}.json`, SHARED), 'utf8'))
+  return { source: data.chat_template, tokens: data.special_tokens }
+}
+
+const weatherTool = {
+  type: 'function',
+  function: {
+    name: 'get_weather',
+    description: 'Current weather for a city',
+    parameters: { type: 'object', properties: { city: { type: 'string', description: 'City name' }, unit: { type: 'string', enum: ['c', 'f'] } }, required: ['city'] }
+  }
+}
+
+const scenarios: Array<{ name: string, file: string, input: RenderInput }> = [
+  {
+    name: 'zephyr, 2 messages',
+    file: 'HuggingFaceH4__zephyr-7b-beta',
+    input: { messages: [{ role: 'system', content: "You're a helpful assistant" }, { role: 'user', content: 'What happens when an unstoppable force meets an immovable object?' }] }
+  },
+  {
+    name: 'Llama 3.1, tools',
+    file: 'meta-llama__Llama-3.1-8B-Instruct',
+    input: { messages: [{ role: 'system', content: 'You are a helpful assistant.' }, { role: 'user', content: 'Weather in Paris?' }], tools: [weatherTool] }
+  },
+  {
+    name: 'Qwen3, 4 messages',
+    file: 'Qwen__Qwen3-8B',
+    input: {
+      messages: [
+        { role: 'user', content: 'Hi' },
+        { role: 'assistant', content: '<think>\nGreeting.\n</think>\n\nHello!' },
+        { role: 'user', content: 'Tell me a joke.' }
+      ],
+      kwargs: { enable_thinking: false }
+    }
+  }
+]
+
+function percentile (sorted: Float64Array, fraction: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * fraction))]!
+}
+
+function measure (run: () => void, count: number): { p50: number, p99: number, mean: number } {
+  for (let index = 0; index < Math.min(2000, count); index++) run()
+  const samples = new Float64Array(count)
+  for (let index = 0; index < count; index++) {
+    const started = process.hrtime.bigint()
+    run()
+    samples[index] = Number(process.hrtime.bigint() - started) / 1000
+  }
+  const mean = samples.reduce((sum, value) => sum + value, 0) / count
+  samples.sort()
+  return { p50: percentile(samples, 0.5), p99: percentile(samples, 0.99), mean }
+}
+
+const now = (): Date => new Date('2025-01-15T12:00:00Z')
+const rows: string[][] = [['scenario', 'compiled once p50 µs', 'p99 µs', 'mean µs', 'compile+render p50 µs', 'ratio']]
+for (const scenario of scenarios) {
+  const { source, tokens } = model(scenario.file)
+  const template = ChatTemplate.compile(source, tokens, { now })
+  const once = measure(() => { template.render(scenario.input) }, iterations)
+  const each = measure(() => { ChatTemplate.compile(source, tokens, { now }).render(scenario.input) }, Math.max(500, Math.floor(iterations / 10)))
+  rows.push([scenario.name, once.p50.toFixed(1), once.p99.toFixed(1), once.mean.toFixed(1), each.p50.toFixed(1), `${(each.p50 / once.p50).toFixed(1)}×`])
+}
+const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)))
+for (const row of rows) process.stdout.write(row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ') + '\n')
