@@ -11,6 +11,7 @@ export async function generateOpenApiYaml (): Promise<string> {
     host: '127.0.0.1',
     logLevel: 'silent',
     hubBaseUrl: 'http://127.0.0.1:9',
+    inferenceBaseUrl: 'http://127.0.0.1:9',
     hubOffline: true,
     cacheDir: '.hf-cache',
     apiKeys: [],

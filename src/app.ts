@@ -6,9 +6,10 @@
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import type { Dispatcher } from 'undici'
-import type { Config, ModelConfig } from './config.js'
+import { serverlessModelConfig, type Config, type ModelConfig } from './config.js'
 import type { Backend } from './backends/backend.js'
 import { TgiBackend } from './backends/tgi.js'
+import { HfInferenceBackend, serverlessEndpointUrl } from './backends/hf-inference.js'
 import { ModelCatalog } from './chat/model-catalog.js'
 import { ChatService } from './chat/chat-service.js'
 import { HubTemplateLoader } from './templates/template-source.js'
@@ -71,13 +72,28 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
     offline: config.hubOffline,
     fetch: overrides.fetch
   })
-  const createBackend = overrides.createBackend ?? ((model: ModelConfig): Backend => new TgiBackend({
-    baseUrl: model.url, token: model.upstreamToken, dispatcher: overrides.dispatcher, modelLabel: model.id
-  }))
+  const createBackend = overrides.createBackend ?? ((model: ModelConfig): Backend => {
+    switch (model.backend) {
+      case 'tgi':
+        return new TgiBackend({ baseUrl: model.url, token: model.upstreamToken, dispatcher: overrides.dispatcher, modelLabel: model.id })
+      case 'endpoint':
+      case 'hub':
+        return new HfInferenceBackend({
+          kind: model.backend,
+          endpointUrl: model.backend === 'hub' ? serverlessEndpointUrl(model.url, model.repo ?? model.id) : model.url,
+          repo: model.repo,
+          token: model.upstreamToken,
+          coldStartBudgetMs: model.firstTokenTimeoutMs,
+          fetch: overrides.fetch,
+          modelLabel: model.id
+        })
+    }
+  })
   const catalog = new ModelCatalog({
     mode: config.mode,
     models: config.models,
     createBackend,
+    createServerlessModel: (repo) => serverlessModelConfig(config, repo),
     templateLoader,
     logger: app.log,
     now: overrides.now
@@ -87,7 +103,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   await app.register(errorHandler)
   await app.register(openapi, { version: VERSION })
   await app.register(apiKeys, { keys: config.apiKeys })
-  await app.register(services, { chatService, catalog, metrics, probeTimeoutMs: overrides.probeTimeoutMs ?? 5000 })
+  await app.register(services, { chatService, catalog, metrics, probeTimeoutMs: overrides.probeTimeoutMs ?? 5000, acceptClientTokens: config.apiKeys.length === 0 })
 
   await app.register(healthRoute)
   await app.register(readyRoute)

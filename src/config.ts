@@ -48,13 +48,40 @@ export const tgiModelEntrySchema = z.strictObject({
   url: httpUrl
 })
 
-// Only `tgi` today; `endpoint` and `hub` join this union as backends are added.
-export const modelEntrySchema = z.discriminatedUnion('backend', [tgiModelEntrySchema])
+/** A dedicated Inference Endpoint: TGI behind a bearer token, reached through @huggingface/inference. */
+export const endpointModelEntrySchema = z.strictObject({
+  ...modelEntryBase,
+  backend: z.literal('endpoint'),
+  url: httpUrl
+})
+
+/** The Hub's serverless inference (hf-inference provider) for `model`. */
+export const hubModelEntrySchema = z.strictObject({
+  ...modelEntryBase,
+  backend: z.literal('hub'),
+  model: z.string().min(1).max(200)
+})
+
+/**
+ * Sampling fields the OpenAI-style /v1/completions route (used for endpoint and
+ * hub models) does not take; TGI's native routes do.
+ */
+export const NATIVE_ONLY_PARAMETERS = ['top_k', 'typical_p', 'truncate'] as const
+
+export const BACKENDS = ['tgi', 'endpoint', 'hub'] as const
+export type BackendKind = typeof BACKENDS[number]
+
+export const modelEntrySchema = z.discriminatedUnion('backend', [tgiModelEntrySchema, endpointModelEntrySchema, hubModelEntrySchema])
   .refine((entry) => !(entry.chat_template !== undefined && entry.chat_template_file !== undefined), {
     message: 'set chat_template or chat_template_file, not both', path: ['chat_template']
   })
-  .refine((entry) => entry.model !== undefined || entry.chat_template !== undefined || entry.chat_template_file !== undefined, {
-    message: 'needs `model` (a Hub repo id to read the chat template from) or a chat_template / chat_template_file override', path: ['model']
+  .superRefine((entry, context) => {
+    if (entry.backend === 'tgi' || entry.defaults === undefined) return
+    for (const name of NATIVE_ONLY_PARAMETERS) {
+      if (entry.defaults[name] !== undefined) {
+        context.addIssue({ code: 'custom', message: `'${name}' is not supported by the ${entry.backend} backend (OpenAI-style /v1/completions)`, path: ['defaults', name] })
+      }
+    }
   })
 export type ModelEntryConfig = z.infer<typeof modelEntrySchema>
 
@@ -80,6 +107,7 @@ export const environmentSchema = z.object({
   HF_ENDPOINT: httpUrl.default('https://huggingface.co'),
   HF_HUB_OFFLINE: booleanFlag,
   HF_HOME: z.string().min(1).optional(),
+  HF_INFERENCE_ENDPOINT: httpUrl.default('https://router.huggingface.co'),
   TGI_URL: httpUrl.optional(),
   GATEWAY_CONFIG: z.string().min(1).optional(),
   GATEWAY_API_KEYS: z.string().optional(),
@@ -90,15 +118,20 @@ export const environmentSchema = z.object({
 
 export interface ModelConfig {
   id: string
-  backend: 'tgi'
+  backend: BackendKind
+  /**
+   * tgi/endpoint: the server's base URL. hub: the serverless base the
+   * hf-inference provider path is appended to ({HF_INFERENCE_ENDPOINT}/hf-inference/models/{repo}).
+   */
   url: string
-  /** Hub repo id the chat template comes from; undefined in single-model mode until /info names it. */
+  /** Hub repo id the chat template comes from; undefined until a tgi/endpoint server's /info names it. */
   repo?: string
   /** Token for Hub reads: the entry's `token`, else HF_TOKEN. */
   hubToken?: string
   /**
-   * Token sent to the model server: only the entry's own `token`. HF_TOKEN is
-   * never sent to a plain TGI URL, which may be anyone's server.
+   * Token sent to the model server. tgi: only the entry's own `token` (HF_TOKEN is
+   * never sent to a plain TGI URL, which may be anyone's server); endpoint and
+   * hub (Hugging Face hosted): the entry's `token`, else HF_TOKEN.
    */
   upstreamToken?: string
   /** bos_token, eos_token, ... overriding (or, offline, replacing) the Hub's tokenizer_config. */
@@ -116,6 +149,8 @@ export interface Config {
   logLevel: typeof LOG_LEVELS[number]
   hfToken?: string
   hubBaseUrl: string
+  /** Serverless inference base (HF_INFERENCE_ENDPOINT). */
+  inferenceBaseUrl: string
   hubOffline: boolean
   /** Where Hub downloads are cached (HF_HOME/hf-chat-gateway). */
   cacheDir: string
@@ -126,8 +161,9 @@ export interface Config {
   /**
    * `single`: TGI_URL alone; the one model's id comes from /info and any
    * requested id routes to it. `file`: the models file's entries only.
+   * `hub`: zero-config; every requested Hub repo id is served serverless.
    */
-  mode: 'single' | 'file'
+  mode: 'single' | 'file' | 'hub'
   models: ModelConfig[]
 }
 
@@ -190,6 +226,7 @@ export async function loadConfig (environment: Record<string, string | undefined
     logLevel: env.LOG_LEVEL,
     hfToken,
     hubBaseUrl: env.HF_ENDPOINT,
+    inferenceBaseUrl: env.HF_INFERENCE_ENDPOINT,
     hubOffline: env.HF_HUB_OFFLINE,
     cacheDir: join(resolve(hfHome), 'hf-chat-gateway'),
     apiKeys: (env.GATEWAY_API_KEYS ?? '').split(',').map((key) => key.trim()).filter((key) => key !== ''),
@@ -204,10 +241,10 @@ export async function loadConfig (environment: Record<string, string | undefined
     const models = file.models.map((entry): ModelConfig => ({
       id: entry.id,
       backend: entry.backend,
-      url: entry.url,
+      url: entry.backend === 'hub' ? env.HF_INFERENCE_ENDPOINT : entry.url,
       repo: entry.model,
       hubToken: entry.token ?? hfToken,
-      upstreamToken: entry.token,
+      upstreamToken: entry.backend === 'tgi' ? entry.token : entry.token ?? hfToken,
       specialTokens: entry.special_tokens,
       chatTemplate: entry.chat_template,
       chatTemplateFile: entry.chat_template_file === undefined
@@ -234,7 +271,23 @@ export async function loadConfig (environment: Record<string, string | undefined
       }]
     })
   }
-  throw new ConfigError('nothing to serve: set TGI_URL=http://host:port (one TGI server) or GATEWAY_CONFIG=path/to/models.yaml')
+  // Zero-config: every requested Hub repo id is served by the serverless API.
+  return deepFreeze({ ...base, mode: 'hub', models: [] })
+}
+
+/** The models-file-equivalent entry zero-config mode makes for a requested Hub repo id. */
+export function serverlessModelConfig (config: Config, repo: string): ModelConfig {
+  return {
+    id: repo,
+    backend: 'hub',
+    url: config.inferenceBaseUrl,
+    repo,
+    hubToken: config.hfToken,
+    upstreamToken: config.hfToken,
+    defaults: {},
+    timeoutMs: config.upstreamTimeoutMs,
+    firstTokenTimeoutMs: config.firstTokenTimeoutMs
+  }
 }
 
 function deepFreeze<T> (value: T): T {

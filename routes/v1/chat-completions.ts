@@ -27,9 +27,10 @@ const chatCompletionsRoute: FastifyPluginAsyncZod = async (app) => {
       if (!reply.raw.writableFinished) controller.abort()
     })
     request.modelLabel = request.body.model
+    const context = { clientToken: app.clientTokenOf(request) }
     try {
       if (request.body.stream === true) {
-        const stream = await app.chatService.stream(request.body, controller.signal)
+        const stream = await app.chatService.stream(request.body, controller.signal, context)
         request.modelLabel = stream.model
         return reply
           .header('content-type', 'text/event-stream; charset=utf-8')
@@ -38,7 +39,7 @@ const chatCompletionsRoute: FastifyPluginAsyncZod = async (app) => {
           // The typed reply expects the JSON schema's shape; a stream body is sent as is.
           .send(Readable.from(stream.frames, { objectMode: false }) as never)
       }
-      const completion = await app.chatService.complete(request.body, controller.signal)
+      const completion = await app.chatService.complete(request.body, controller.signal, context)
       request.modelLabel = completion.model
       return completion
     } catch (error) {

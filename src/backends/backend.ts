@@ -25,6 +25,12 @@ export interface GenerationParameters {
 export interface GenerationRequest {
   prompt: string
   parameters: GenerationParameters
+  /**
+   * The client's own Hugging Face token (`Authorization: Bearer hf_...` when
+   * GATEWAY_API_KEYS is unset), used instead of the gateway's for Hugging Face
+   * hosted backends. Never logged.
+   */
+  clientToken?: string
 }
 
 /** TGI's finish reasons; other backends map onto them. */

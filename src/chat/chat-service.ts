@@ -28,6 +28,12 @@ export interface ChatServiceOptions {
   clock?: () => number
 }
 
+/** Per-request facts from the HTTP layer. */
+export interface RequestContext {
+  /** The client's own Hugging Face token, used upstream instead of the gateway's (never logged). */
+  clientToken?: string
+}
+
 export interface ChatStream {
   model: string
   /** SSE frames (`data: ...\n\n`), ending with `data: [DONE]`; errors after the first byte become an error frame. */
@@ -62,8 +68,8 @@ export class ChatService {
     return { model: entry.id, prompt }
   }
 
-  async #renderPrompt (entry: ModelEntry, request: RenderOptions): Promise<string> {
-    const template = await entry.template()
+  async #renderPrompt (entry: ModelEntry, request: RenderOptions, context: RequestContext = {}): Promise<string> {
+    const template = await entry.template(context.clientToken)
     const continueFinalMessage = request.continue_final_message ?? false
     const addGenerationPrompt = request.add_generation_prompt ?? !continueFinalMessage
     if (continueFinalMessage && addGenerationPrompt) {
@@ -78,15 +84,20 @@ export class ChatService {
     })
   }
 
-  async #prepare (request: ChatCompletionRequest): Promise<{ entry: ModelEntry, generation: GenerationRequest, stops: string[], gatewayOnlyStops: boolean }> {
+  async #prepare (request: ChatCompletionRequest, context: RequestContext): Promise<{ entry: ModelEntry, generation: GenerationRequest, stops: string[], gatewayOnlyStops: boolean }> {
     const entry = this.#catalog.resolve(request.model)
-    const prompt = await this.#renderPrompt(entry, request)
+    const prompt = await this.#renderPrompt(entry, request, context)
     const plan = planGeneration(request, entry.config.defaults, entry.maxStopSequences)
-    return { entry, generation: { prompt, parameters: plan.parameters }, stops: plan.stops, gatewayOnlyStops: plan.gatewayOnlyStops }
+    return {
+      entry,
+      generation: { prompt, parameters: plan.parameters, clientToken: context.clientToken },
+      stops: plan.stops,
+      gatewayOnlyStops: plan.gatewayOnlyStops
+    }
   }
 
-  async complete (request: ChatCompletionRequest, clientSignal: AbortSignal): Promise<ChatCompletion> {
-    const { entry, generation, stops, gatewayOnlyStops } = await this.#prepare(request)
+  async complete (request: ChatCompletionRequest, clientSignal: AbortSignal, context: RequestContext = {}): Promise<ChatCompletion> {
+    const { entry, generation, stops, gatewayOnlyStops } = await this.#prepare(request, context)
     const created = Math.floor(this.#clock() / 1000)
     const started = performance.now()
     const deadline = createDeadline(clientSignal, entry.config.timeoutMs, entry.config.timeoutMs)
@@ -162,9 +173,9 @@ export class ChatService {
    * validation error) rejects this promise, so the client gets a proper HTTP
    * status; after that, failures become an SSE error frame.
    */
-  async stream (request: ChatCompletionRequest, clientSignal: AbortSignal): Promise<ChatStream> {
+  async stream (request: ChatCompletionRequest, clientSignal: AbortSignal, context: RequestContext = {}): Promise<ChatStream> {
     const requestStarted = performance.now()
-    const { entry, generation, stops } = await this.#prepare(request)
+    const { entry, generation, stops } = await this.#prepare(request, context)
     const deadline = createDeadline(clientSignal, entry.config.timeoutMs, entry.config.firstTokenTimeoutMs)
     const model = entry.id
     let iterator: AsyncIterator<TokenDelta>

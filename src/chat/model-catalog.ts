@@ -7,7 +7,7 @@
 import type { Backend, BackendInfo } from '../backends/backend.js'
 import type { ModelConfig } from '../config.js'
 import { ChatTemplate, type SpecialTokens } from '../templates/chat-template.js'
-import { loadTemplateFile, type HubTemplateLoader } from '../templates/template-source.js'
+import { isValidRepoId, loadTemplateFile, type HubTemplateLoader } from '../templates/template-source.js'
 import { ServiceError, TemplateLoadError, modelNotFound } from '../errors.js'
 
 /** TGI's default `max_stop_sequences`, used until /info has answered. */
@@ -19,8 +19,10 @@ export interface CatalogLogger {
 }
 
 export interface ModelCatalogOptions {
-  mode: 'single' | 'file'
+  mode: 'single' | 'file' | 'hub'
   models: readonly ModelConfig[]
+  /** Zero-config mode: the entry for a requested Hub repo id. */
+  createServerlessModel?: (repo: string) => ModelConfig
   createBackend: (model: ModelConfig) => Backend
   templateLoader: HubTemplateLoader
   logger: CatalogLogger
@@ -86,8 +88,9 @@ export class ModelEntry {
       const info = await this.backend.probe(signal)
       this.#info = info
       this.#probeError = undefined
-      if (this.#options.mode === 'single' && info.modelId !== undefined) {
-        this.#discoveredId = info.modelId
+      if (info.modelId !== undefined) {
+        if (this.#options.mode === 'single') this.#discoveredId = info.modelId
+        // A tgi/endpoint entry without `model`: the server names the repo its template comes from.
         this.#repo ??= info.modelId
       }
       return info
@@ -97,9 +100,13 @@ export class ModelEntry {
     }
   }
 
-  template (): Promise<ChatTemplate> {
+  /**
+   * The compiled template, loaded once. `clientToken` reads a gated repo's
+   * template when the gateway itself has no Hub token.
+   */
+  template (clientToken?: string): Promise<ChatTemplate> {
     if (this.#template !== undefined) return Promise.resolve(this.#template)
-    this.#templateLoading ??= this.#loadTemplate().then((template) => {
+    this.#templateLoading ??= this.#loadTemplate(clientToken).then((template) => {
       this.#template = template
       this.#templateError = undefined
       return template
@@ -112,30 +119,31 @@ export class ModelEntry {
     return this.#templateLoading
   }
 
-  async #loadTemplate (): Promise<ChatTemplate> {
+  async #loadTemplate (clientToken: string | undefined): Promise<ChatTemplate> {
     const { config } = this
+    const hubToken = config.hubToken ?? clientToken
     if (this.#repo === undefined && config.chatTemplate === undefined && config.chatTemplateFile === undefined) {
-      // Single-model mode: the repo id comes from TGI's /info.
+      // No `model`: the repo id comes from the server's /info (TGI and Endpoints).
       const info = await this.probe(AbortSignal.timeout(this.#options.probeTimeoutMs ?? 10_000))
       if (info.modelId === undefined) throw new TemplateLoadError(`TGI at ${config.url} did not report a model_id in /info; set GATEWAY_CONFIG with a chat template`)
     }
     const repo = this.#repo
     const override = config.chatTemplate ?? (config.chatTemplateFile === undefined ? undefined : await loadTemplateFile(config.chatTemplateFile))
     if (override !== undefined) {
-      const specialTokens = config.specialTokens ?? await this.#specialTokensFromHub(repo)
+      const specialTokens = config.specialTokens ?? await this.#specialTokensFromHub(repo, hubToken)
       this.#templateOrigin = config.chatTemplate !== undefined ? 'inline' : `file ${config.chatTemplateFile ?? ''}`
       return ChatTemplate.compile(override, specialTokens, { now: this.#options.now })
     }
     if (repo === undefined) throw new TemplateLoadError(`model '${this.id}' has no Hub repo to read its chat template from`)
-    const source = await this.#options.templateLoader.load(repo, config.hubToken)
+    const source = await this.#options.templateLoader.load(repo, hubToken)
     this.#templateOrigin = source.origin
     return ChatTemplate.compile(source.chatTemplate, { ...source.specialTokens, ...config.specialTokens }, { now: this.#options.now })
   }
 
-  async #specialTokensFromHub (repo: string | undefined): Promise<SpecialTokens> {
+  async #specialTokensFromHub (repo: string | undefined, hubToken: string | undefined): Promise<SpecialTokens> {
     if (repo === undefined) return {}
     try {
-      return (await this.#options.templateLoader.load(repo, this.config.hubToken)).specialTokens
+      return (await this.#options.templateLoader.load(repo, hubToken)).specialTokens
     } catch (error) {
       // The override still works; a template that prints bos/eos will print nothing for them.
       this.#options.logger.warn({ model: this.id, repo, reason: (error as Error).message }, 'chat template override: special tokens unavailable from the Hub; set special_tokens in the models file')
@@ -144,19 +152,26 @@ export class ModelEntry {
   }
 }
 
+/** Zero-config mode keeps at most this many models (least recently used go first). */
+const MAX_SERVERLESS_MODELS = 256
+
 export class ModelCatalog {
   readonly #entries: ModelEntry[]
   readonly #byId: Map<string, ModelEntry>
-  readonly #mode: 'single' | 'file'
+  readonly #mode: 'single' | 'file' | 'hub'
+  readonly #options: ModelCatalogOptions
+  /** Zero-config mode: entries made on request, in least-recently-used order. */
+  readonly #serverless = new Map<string, ModelEntry>()
 
   constructor (options: ModelCatalogOptions) {
     this.#mode = options.mode
+    this.#options = options
     this.#entries = options.models.map((model) => new ModelEntry(model, options))
     this.#byId = new Map(this.#entries.map((entry) => [entry.config.id, entry]))
   }
 
   get entries (): readonly ModelEntry[] {
-    return this.#entries
+    return this.#mode === 'hub' ? [...this.#serverless.values()] : this.#entries
   }
 
   resolve (model: string): ModelEntry {
@@ -164,7 +179,30 @@ export class ModelCatalog {
     if (entry !== undefined) return entry
     // Single-model mode: every id (the discovered one, "tgi", or any other) routes to the one TGI.
     if (this.#mode === 'single' && this.#entries[0] !== undefined) return this.#entries[0]
+    if (this.#mode === 'hub' && this.#options.createServerlessModel !== undefined) return this.#serverlessEntry(model)
     throw modelNotFound(model)
+  }
+
+  #serverlessEntry (repo: string): ModelEntry {
+    let entry = this.#serverless.get(repo)
+    if (entry !== undefined) {
+      this.#serverless.delete(repo)
+      this.#serverless.set(repo, entry)
+      return entry
+    }
+    // Hostile ids never reach a URL: only `org/name` Hub repo ids are served.
+    if (!isValidRepoId(repo) || !repo.includes('/')) {
+      throw new ServiceError(`The model '${repo.slice(0, 256)}' is not a Hugging Face Hub repo id (expected "org/name")`, {
+        statusCode: 404, type: 'invalid_request_error', param: 'model', code: 'model_not_found'
+      })
+    }
+    entry = new ModelEntry(this.#options.createServerlessModel!(repo), this.#options)
+    this.#serverless.set(repo, entry)
+    if (this.#serverless.size > MAX_SERVERLESS_MODELS) {
+      const oldest = this.#serverless.keys().next().value
+      if (oldest !== undefined) this.#serverless.delete(oldest)
+    }
+    return entry
   }
 
   /**
@@ -175,12 +213,13 @@ export class ModelCatalog {
     if (this.#mode === 'single') {
       await Promise.all(this.#entries.filter((entry) => !entry.discovered).map(async (entry) => await entry.probe(AbortSignal.timeout(probeTimeoutMs)).catch(() => {})))
     }
-    return this.#entries.map((entry) => entry.modelObject)
+    return this.entries.map((entry) => entry.modelObject)
   }
 
   /** Looks a model up by the id clients see (for GET /v1/models/{id}). */
   async find (model: string, probeTimeoutMs: number): Promise<ModelEntry | undefined> {
     await this.modelObjects(probeTimeoutMs)
+    if (this.#mode === 'hub') return this.#serverless.get(model)
     return this.#entries.find((entry) => entry.id === model) ?? this.#byId.get(model)
   }
 

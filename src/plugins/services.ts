@@ -2,7 +2,7 @@
  * Decorates the app with the framework-free services the routes call.
  */
 import fp from 'fastify-plugin'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { ChatService } from '../chat/chat-service.js'
 import type { ModelCatalog } from '../chat/model-catalog.js'
 import type { GatewayMetrics } from '../metrics.js'
@@ -13,6 +13,8 @@ export interface Services {
   metrics: GatewayMetrics
   /** How long /ready waits for each backend probe. */
   probeTimeoutMs: number
+  /** When GATEWAY_API_KEYS is unset, a client's `Bearer hf_...` is its own Hugging Face token. */
+  acceptClientTokens: boolean
 }
 
 declare module 'fastify' {
@@ -21,6 +23,8 @@ declare module 'fastify' {
     catalog: ModelCatalog
     metrics: GatewayMetrics
     probeTimeoutMs: number
+    /** The client's own Hugging Face token, when the gateway accepts them (else undefined). */
+    clientTokenOf: (request: FastifyRequest) => string | undefined
   }
   interface FastifyRequest {
     /** The model a /v1 request resolved to, for metrics labels. */
@@ -33,6 +37,11 @@ export default fp(async function services (app: FastifyInstance, options: Servic
   app.decorate('catalog', options.catalog)
   app.decorate('metrics', options.metrics)
   app.decorate('probeTimeoutMs', options.probeTimeoutMs)
+  app.decorate('clientTokenOf', (request: FastifyRequest): string | undefined => {
+    if (!options.acceptClientTokens) return undefined
+    const match = /^Bearer\s+(hf_[A-Za-z0-9_-]{1,256})\s*$/i.exec(request.headers.authorization ?? '')
+    return match?.[1]
+  })
   app.decorateRequest('modelLabel', undefined)
   app.addHook('onResponse', async (request, reply) => {
     options.metrics.requests.inc({ route: request.routeOptions.url ?? 'unmatched', model: request.modelLabel ?? '', status: String(reply.statusCode) })

@@ -35,7 +35,11 @@ test('defaults and token aliases', async () => {
 test('bad environment values are named', async () => {
   await assert.rejects(loadConfig({ TGI_URL: 'http://x:1', PORT: 'eighty' }), (error: Error) => error instanceof ConfigError && /PORT/.test(error.message))
   await assert.rejects(loadConfig({ TGI_URL: 'ftp://x' }), /TGI_URL/)
-  await assert.rejects(loadConfig({}), /TGI_URL=.*GATEWAY_CONFIG=/)
+  // Neither TGI_URL nor GATEWAY_CONFIG: zero-config, every Hub repo id served serverless.
+  const zeroConfig = await loadConfig({ HF_TOKEN: 'hf_z' })
+  assert.equal(zeroConfig.mode, 'hub')
+  assert.equal(zeroConfig.inferenceBaseUrl, 'https://router.huggingface.co')
+  assert.equal((await loadConfig({ HF_INFERENCE_ENDPOINT: 'http://127.0.0.1:5/' })).inferenceBaseUrl, 'http://127.0.0.1:5')
 })
 
 test('a models file in YAML or JSON, with paths relative to the file', async (t) => {
@@ -77,8 +81,10 @@ test('a bad models file names the file, the entry and the field', async (t) => {
   await assert.rejects(loadConfig({ GATEWAY_CONFIG: unknownBackend }), /models\[0\] \(id 'x'\) field 'backend'/)
   const duplicate = await withModelsFile(t, 'dup.yaml', 'models:\n  - { id: x, backend: tgi, url: "http://h:1", model: a/b }\n  - { id: x, backend: tgi, url: "http://h:2", model: a/b }\n')
   await assert.rejects(loadConfig({ GATEWAY_CONFIG: duplicate }), /duplicate model id 'x'/)
-  const noTemplate = await withModelsFile(t, 'none.yaml', 'models:\n  - { id: x, backend: tgi, url: "http://h:1" }\n')
-  await assert.rejects(loadConfig({ GATEWAY_CONFIG: noTemplate }), /field 'model'/)
+  const hubWithoutModel = await withModelsFile(t, 'none.yaml', 'models:\n  - { id: x, backend: hub }\n')
+  await assert.rejects(loadConfig({ GATEWAY_CONFIG: hubWithoutModel }), /models\[0\] \(id 'x'\) field 'model'/)
+  const nativeOnly = await withModelsFile(t, 'native.yaml', 'models:\n  - { id: x, backend: endpoint, url: "http://h:1", defaults: { top_k: 5 } }\n')
+  await assert.rejects(loadConfig({ GATEWAY_CONFIG: nativeOnly }), /field 'defaults\.top_k': 'top_k' is not supported by the endpoint backend/)
   const notYaml = await withModelsFile(t, 'broken.yaml', 'models: [\n')
   await assert.rejects(loadConfig({ GATEWAY_CONFIG: notYaml }), /broken\.yaml is not valid YAML/)
   await assert.rejects(loadConfig({ GATEWAY_CONFIG: '/nonexistent/models.yaml' }), /cannot read models file/)

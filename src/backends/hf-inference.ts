@@ -1,0 +1,343 @@
+/**
+ * Hugging Face hosted inference: a dedicated Inference Endpoint (TGI behind a
+ * bearer token) or the Hub's serverless API (hf-inference provider), both
+ * through @huggingface/inference, which speaks TGI's OpenAI-style
+ * `/v1/completions` route for text generation (since 4.13.17).
+ *
+ * The library builds each request (URL, headers, payload: makeRequestOptions
+ * with the hf-inference text-generation helper); this adapter sends it, because
+ * the library's own senders do not fit a gateway:
+ * - textGeneration() keeps only `generated_text`, dropping finish_reason and
+ *   usage, which the OpenAI answer needs;
+ * - on 503 they retry immediately and without bound, while a cold model must be
+ *   waited for (honouring `estimated_time`) within the first-token budget;
+ * - their stream reader releases the lock on early exit without cancelling the
+ *   request, so a gateway-side stop would leave the generation running.
+ * The base URLs are not configurable in the library except through
+ * `endpointUrl`, which is how HF_INFERENCE_ENDPOINT (and the tests' loopback
+ * fakes) are reached: `{base}/hf-inference/models/{repo}` for serverless.
+ */
+import { getProviderHelper, makeRequestOptions } from '@huggingface/inference'
+import type { Backend, BackendInfo, GenerationEnd, GenerationParameters, GenerationRequest, GenerationResult, TokenDelta, UpstreamFinishReason } from './backend.js'
+import { ServiceError, UpstreamError, invalidRequest } from '../errors.js'
+import { decodeServerSentEvents } from '../streaming/sse-decoder.js'
+
+export interface HfInferenceBackendOptions {
+  kind: 'endpoint' | 'hub'
+  /** The Endpoint's base URL, or `{HF_INFERENCE_ENDPOINT}/hf-inference/models/{repo}`. */
+  endpointUrl: string
+  /** Hub repo id, sent as `model`. */
+  repo?: string
+  /** The gateway's token (models-file `token`, else HF_TOKEN). */
+  token?: string
+  /** How long a cold model may be waited for before answering 503 (the first-token timeout). */
+  coldStartBudgetMs: number
+  fetch?: typeof globalThis.fetch
+  /** Waits `ms` or rejects when the signal aborts; injectable for tests. */
+  sleep?: (ms: number, signal: AbortSignal) => Promise<void>
+  now?: () => number
+  modelLabel: string
+}
+
+/** Parameters the OpenAI-style route has no field for (TGI's native routes do). */
+const UNSUPPORTED: Array<[keyof GenerationParameters, string]> = [['topK', 'top_k'], ['typicalP', 'typical_p'], ['truncate', 'truncate']]
+const MAX_BACKOFF_MS = 10_000
+const FIRST_BACKOFF_MS = 500
+
+export function serverlessEndpointUrl (inferenceBaseUrl: string, repo: string): string {
+  return `${inferenceBaseUrl.replace(/\/+$/, '')}/hf-inference/models/${repo}`
+}
+
+function defaultSleep (ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason)
+      return
+    }
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    const onAbort = (): void => {
+      clearTimeout(timer)
+      reject(signal.reason)
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+function isRecord (value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+/** TGI formats finish reasons for its OpenAI routes; accept both spellings. */
+function toFinishReason (value: unknown): UpstreamFinishReason | undefined {
+  switch (value) {
+    case 'length': return 'length'
+    case 'stop_sequence': return 'stop_sequence'
+    case 'eos_token': case 'stop': return 'eos_token'
+    default: return undefined
+  }
+}
+
+function usageOf (body: Record<string, unknown>): { promptTokens?: number, generatedTokens?: number } {
+  const usage = body.usage
+  if (!isRecord(usage)) return {}
+  return {
+    promptTokens: typeof usage.prompt_tokens === 'number' ? usage.prompt_tokens : undefined,
+    generatedTokens: typeof usage.completion_tokens === 'number' ? usage.completion_tokens : undefined
+  }
+}
+
+export class HfInferenceBackend implements Backend {
+  readonly kind: 'endpoint' | 'hub'
+  readonly description: string
+  readonly #options: HfInferenceBackendOptions
+  readonly #fetch: typeof globalThis.fetch
+  readonly #sleep: (ms: number, signal: AbortSignal) => Promise<void>
+  readonly #now: () => number
+
+  constructor (options: HfInferenceBackendOptions) {
+    this.kind = options.kind
+    this.#options = { ...options, endpointUrl: options.endpointUrl.replace(/\/+$/, '') }
+    this.description = `${options.kind} ${this.#options.endpointUrl}`
+    this.#fetch = options.fetch ?? globalThis.fetch
+    this.#sleep = options.sleep ?? defaultSleep
+    this.#now = options.now ?? Date.now
+  }
+
+  async generate (request: GenerationRequest, signal: AbortSignal): Promise<GenerationResult> {
+    const response = await this.#send(request, false, signal)
+    const body = await readBody(response)
+    if (!isRecord(body) || !Array.isArray(body.choices) || !isRecord(body.choices[0]) || typeof body.choices[0].text !== 'string') {
+      throw this.#malformed('no choices[0].text in the completion')
+    }
+    const choice = body.choices[0]
+    return { text: choice.text as string, finishReason: toFinishReason(choice.finish_reason) ?? 'eos_token', ...usageOf(body) }
+  }
+
+  async stream (request: GenerationRequest, signal: AbortSignal): Promise<AsyncIterable<TokenDelta>> {
+    const response = await this.#send(request, true, signal)
+    if (response.body === null) throw this.#malformed('an empty stream')
+    return this.#deltas(response.body, signal)
+  }
+
+  async * #deltas (body: ReadableStream<Uint8Array>, signal: AbortSignal): AsyncGenerator<TokenDelta> {
+    let end: GenerationEnd | undefined
+    let pendingText: string | undefined
+    try {
+      for await (const data of decodeServerSentEvents(body as AsyncIterable<Uint8Array>)) {
+        if (data === '[DONE]') break
+        let event: unknown
+        try {
+          event = JSON.parse(data)
+        } catch {
+          throw this.#malformed('an event that is not JSON')
+        }
+        if (!isRecord(event)) throw this.#malformed('an event that is not an object')
+        if (event.error !== undefined) throw this.#streamError(event)
+        const usage = usageOf(event)
+        if (end !== undefined && usage.promptTokens !== undefined) end = { ...end, ...usage }
+        const choice = Array.isArray(event.choices) ? event.choices[0] : undefined
+        if (!isRecord(choice)) continue
+        if (typeof choice.text !== 'string') throw this.#malformed('a chunk without choices[0].text')
+        const finishReason = toFinishReason(choice.finish_reason)
+        if (finishReason !== undefined) {
+          // Held until [DONE]: a usage chunk may still follow the finishing one.
+          end = { finishReason, ...usage }
+          pendingText = choice.text
+          continue
+        }
+        yield { text: choice.text, special: false }
+      }
+    } catch (error) {
+      if (signal.aborted) throw signal.reason ?? error
+      if (error instanceof ServiceError) throw error
+      throw new UpstreamError(`Upstream connection for model ${this.#options.modelLabel} broke mid-stream: ${(error as Error).message}`, {
+        statusCode: 502, type: 'server_error', code: 'upstream_stream_broken', cause: error
+      })
+    } finally {
+      if (end === undefined) await body.cancel().catch(() => {})
+    }
+    if (end === undefined) {
+      if (signal.aborted) throw signal.reason
+      throw new UpstreamError(`Upstream stream for model ${this.#options.modelLabel} ended before the generation finished`, {
+        statusCode: 502, type: 'server_error', code: 'upstream_stream_broken'
+      })
+    }
+    yield { text: pendingText ?? '', special: false, end }
+  }
+
+  async probe (signal: AbortSignal): Promise<BackendInfo> {
+    // The serverless API has no cheap status route: readiness is the template alone.
+    if (this.kind === 'hub') return {}
+    const headers: Record<string, string> = { accept: 'application/json' }
+    if (this.#options.token !== undefined) headers.authorization = `Bearer ${this.#options.token}`
+    let response: Response
+    try {
+      response = await this.#fetch(`${this.#options.endpointUrl}/info`, { headers, signal })
+    } catch (error) {
+      if (signal.aborted) throw signal.reason ?? error
+      throw this.#unreachable(error)
+    }
+    const body = await readBody(response)
+    if (!response.ok) throw this.#statusError(response, body, false)
+    if (!isRecord(body)) return {}
+    return {
+      modelId: typeof body.model_id === 'string' ? body.model_id : undefined,
+      maxStopSequences: typeof body.max_stop_sequences === 'number' ? body.max_stop_sequences : undefined
+    }
+  }
+
+  /**
+   * Sends the request, waiting out cold starts: a 503 (model loading, endpoint
+   * scaled to zero) or a connection reset before any byte is retried with
+   * bounded backoff, honouring `estimated_time`, while the cold-start budget
+   * lasts. Nothing is retried once a response has been accepted.
+   */
+  async #send (request: GenerationRequest, stream: boolean, signal: AbortSignal): Promise<Response> {
+    for (const [field, param] of UNSUPPORTED) {
+      if (request.parameters[field] !== undefined) {
+        throw invalidRequest(`'${param}' is not supported by the ${this.kind} backend (its OpenAI-style completions route has no such field)`, param, 'unsupported_parameter')
+      }
+    }
+    const clientToken = request.clientToken
+    const token = clientToken ?? this.#options.token
+    const { url, info } = await makeRequestOptions({
+      endpointUrl: this.#options.endpointUrl,
+      model: this.#options.repo,
+      accessToken: token,
+      inputs: request.prompt,
+      parameters: toCompletionParameters(request.parameters),
+      ...(stream ? { stream: true } : {})
+    }, getProviderHelper('hf-inference', 'text-generation'), { task: 'text-generation' })
+    const deadline = this.#now() + this.#options.coldStartBudgetMs
+    let attempt = 0
+    while (true) {
+      let response: Response
+      try {
+        response = await this.#fetch(url, { ...info, signal })
+      } catch (error) {
+        if (signal.aborted) throw signal.reason ?? error
+        if (!isConnectionReset(error)) throw this.#unreachable(error)
+        await this.#waitBeforeRetry(attempt++, undefined, deadline, signal, `the connection to ${this.#options.modelLabel} was reset`)
+        continue
+      }
+      if (response.ok) return response
+      const body = await readBody(response)
+      if (response.status === 503) {
+        const estimated = isRecord(body) && typeof body.estimated_time === 'number' ? body.estimated_time * 1000 : undefined
+        await this.#waitBeforeRetry(attempt++, estimated, deadline, signal, upstreamMessage(body))
+        continue
+      }
+      throw this.#statusError(response, body, clientToken !== undefined)
+    }
+  }
+
+  async #waitBeforeRetry (attempt: number, estimatedMs: number | undefined, deadline: number, signal: AbortSignal, reason: string): Promise<void> {
+    const backoff = Math.min(MAX_BACKOFF_MS, Math.max(estimatedMs ?? 0, FIRST_BACKOFF_MS * 2 ** attempt))
+    const wait = Math.min(backoff, MAX_BACKOFF_MS)
+    if (this.#now() + wait > deadline) {
+      throw new UpstreamError(`Model ${this.#options.modelLabel} is loading (${reason}); try again later`, {
+        statusCode: 503, type: 'service_unavailable_error', code: 'model_loading', isRetryable: true,
+        headers: { 'retry-after': String(Math.max(1, Math.ceil((estimatedMs ?? wait) / 1000))) }
+      })
+    }
+    await this.#sleep(wait, signal)
+  }
+
+  #statusError (response: Response, body: unknown, clientToken: boolean): UpstreamError {
+    const message = upstreamMessage(body)
+    const label = this.#options.modelLabel
+    switch (response.status) {
+      case 400: case 422:
+        return new UpstreamError(`Upstream rejected the request: ${message}`, { statusCode: 400, type: 'invalid_request_error', code: 'upstream_validation_error' })
+      case 401: case 403:
+        // The client's own token: its problem, passed on. The gateway's: a misconfiguration, 502.
+        return clientToken
+          ? new UpstreamError(`The upstream rejected your token for model ${label} (HTTP ${response.status})`, {
+            statusCode: response.status, type: response.status === 401 ? 'authentication_error' : 'permission_error', code: 'upstream_auth_failed'
+          })
+          : new UpstreamError(`Upstream rejected the gateway's credentials for model ${label} (HTTP ${response.status})`, {
+            statusCode: 502, type: 'server_error', code: 'upstream_auth_failed'
+          })
+      case 404:
+        return new UpstreamError(`The model '${label}' does not exist or is not served by the ${this.kind === 'hub' ? 'serverless Inference API' : 'Inference Endpoint'}`, {
+          statusCode: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model'
+        })
+      case 429: {
+        const retryAfter = response.headers.get('retry-after')
+        return new UpstreamError(`Upstream rate limit for model ${label}: ${message}`, {
+          statusCode: 429, type: 'rate_limit_error', code: 'upstream_rate_limited', isRetryable: true,
+          headers: retryAfter === null ? undefined : { 'retry-after': retryAfter }
+        })
+      }
+      default:
+        return new UpstreamError(`Upstream error for model ${label} (HTTP ${response.status}): ${message}`, { statusCode: 502, type: 'server_error', code: 'upstream_error' })
+    }
+  }
+
+  #streamError (event: Record<string, unknown>): UpstreamError {
+    const message = upstreamMessage(event)
+    if (event.error_type === 'validation') return new UpstreamError(`Upstream rejected the request: ${message}`, { statusCode: 400, type: 'invalid_request_error', code: 'upstream_validation_error' })
+    if (event.error_type === 'overloaded') return new UpstreamError(`Upstream model ${this.#options.modelLabel} is overloaded: ${message}`, { statusCode: 429, type: 'rate_limit_error', code: 'upstream_overloaded' })
+    return new UpstreamError(`Upstream generation failed for model ${this.#options.modelLabel}: ${message}`, { statusCode: 502, type: 'server_error', code: 'upstream_generation_error' })
+  }
+
+  #unreachable (cause: unknown): UpstreamError {
+    const reason = causeCode(cause) ?? (cause instanceof Error ? cause.message : 'connection failed')
+    return new UpstreamError(`Upstream for model ${this.#options.modelLabel} unreachable: ${reason}`, {
+      statusCode: 502, type: 'server_error', code: 'upstream_unreachable', cause
+    })
+  }
+
+  #malformed (what: string): UpstreamError {
+    return new UpstreamError(`Upstream for model ${this.#options.modelLabel} sent a malformed reply: ${what}`, { statusCode: 502, type: 'server_error', code: 'upstream_malformed_reply' })
+  }
+}
+
+/** GenerationParameters → the OpenAI-style route's fields (the library renames max_new_tokens to max_tokens). */
+function toCompletionParameters (parameters: GenerationParameters): Record<string, unknown> {
+  return {
+    max_new_tokens: parameters.maxNewTokens,
+    // Greedy on OpenAI routes is temperature 0 (TGI turns it into do_sample false).
+    temperature: parameters.doSample === false ? 0 : parameters.temperature,
+    top_p: parameters.topP,
+    seed: parameters.seed,
+    frequency_penalty: parameters.frequencyPenalty,
+    repetition_penalty: parameters.repetitionPenalty,
+    stop: parameters.stop.length > 0 ? parameters.stop : undefined
+  }
+}
+
+function causeCode (error: unknown): string | undefined {
+  let current: unknown = error
+  for (let depth = 0; depth < 4 && current instanceof Error; depth++) {
+    const code = (current as NodeJS.ErrnoException).code
+    if (typeof code === 'string') return code
+    current = current.cause
+  }
+  return undefined
+}
+
+function isConnectionReset (error: unknown): boolean {
+  const code = causeCode(error)
+  return code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE'
+}
+
+async function readBody (response: Response): Promise<unknown> {
+  const text = await response.text().catch(() => '')
+  try {
+    return JSON.parse(text)
+  } catch {
+    return text.slice(0, 64 * 1024)
+  }
+}
+
+function upstreamMessage (body: unknown): string {
+  if (isRecord(body) && typeof body.error === 'string') return body.error
+  if (isRecord(body) && isRecord(body.error) && typeof body.error.message === 'string') return body.error.message
+  if (isRecord(body) && typeof body.message === 'string') return body.message
+  if (typeof body === 'string' && body.trim() !== '') return body.trim().slice(0, 500)
+  return 'no message'
+}
