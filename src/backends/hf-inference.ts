@@ -165,7 +165,8 @@ export class HfInferenceBackend implements Backend {
         statusCode: 502, type: 'server_error', code: 'upstream_stream_broken'
       })
     }
-    yield { text: pendingText ?? '', special: false, end }
+    // The eos token's text ("</s>") is not part of the answer.
+    yield { text: pendingText ?? '', special: end.finishReason === 'eos_token', end }
   }
 
   async probe (signal: AbortSignal): Promise<BackendInfo> {
@@ -277,10 +278,16 @@ export class HfInferenceBackend implements Backend {
     }
   }
 
+  /**
+   * TGI's OpenAI routes report in-stream errors as `{"error": {"message",
+   * "http_status_code": 422}}` (always 422, overload included); older ones as
+   * `{"error": "...", "error_type": "..."}`.
+   */
   #streamError (event: Record<string, unknown>): UpstreamError {
     const message = upstreamMessage(event)
-    if (event.error_type === 'validation') return new UpstreamError(`Upstream rejected the request: ${message}`, { statusCode: 400, type: 'invalid_request_error', code: 'upstream_validation_error' })
-    if (event.error_type === 'overloaded') return new UpstreamError(`Upstream model ${this.#options.modelLabel} is overloaded: ${message}`, { statusCode: 429, type: 'rate_limit_error', code: 'upstream_overloaded' })
+    if (/overloaded/i.test(message)) return new UpstreamError(`Upstream model ${this.#options.modelLabel} is overloaded: ${message}`, { statusCode: 429, type: 'rate_limit_error', code: 'upstream_overloaded' })
+    const status = isRecord(event.error) ? event.error.http_status_code : undefined
+    if (event.error_type === 'validation' || status === 422 || status === 400) return new UpstreamError(`Upstream rejected the request: ${message}`, { statusCode: 400, type: 'invalid_request_error', code: 'upstream_validation_error' })
     return new UpstreamError(`Upstream generation failed for model ${this.#options.modelLabel}: ${message}`, { statusCode: 502, type: 'server_error', code: 'upstream_generation_error' })
   }
 

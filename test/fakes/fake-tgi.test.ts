@@ -310,3 +310,190 @@ describe('fake TGI', () => {
     }
   })
 })
+
+describe('fake TGI /v1/completions (server.rs completions)', () => {
+  let tgi: FakeTgi
+
+  before(async () => {
+    tgi = await startFakeTgi({ modelId: 'acme/tiny-chat', maxInputTokens: 50, maxTotalTokens: 60 })
+  })
+  after(async () => {
+    await tgi.close()
+  })
+  beforeEach(() => {
+    tgi.reply({ kind: 'tokens', tokens: ['Hello', '!', ' How', ' can', ' I', ' help', '?'] })
+  })
+
+  test('non-stream: text_completion JSON in serde order, eos reported as "stop", usage, summed headers', async () => {
+    const index = tgi.calls.length
+    const before = Math.floor(Date.now() / 1000)
+    const response = await post(tgi, '/v1/completions', { model: 'acme/tiny-chat', prompt: 'Say hello to me', max_tokens: 20, temperature: 0.7, top_p: 0.9, seed: 7 })
+    assert.equal(response.status, 200)
+    assert.equal(response.headers.get('content-type'), 'application/json')
+    assert.equal(response.headers.get('x-prompt-tokens'), '4')
+    assert.equal(response.headers.get('x-generated-tokens'), '8')
+    assert.equal(response.headers.get('x-compute-type'), 'gpu+optimized')
+    assert.equal(response.headers.get('x-compute-characters'), '15')
+    assert.equal(response.headers.get('x-compute-time'), null, 'a float that server.rs fails to parse as u32')
+    const text = await response.text()
+    assert.match(text, /^\{"object":"text_completion","id":"","created":\d+,"model":"acme\/tiny-chat","system_fingerprint":"3\.3\.6-dev0-native","choices":\[\{"index":0,"text":"Hello! How can I help\?","logprobs":null,"finish_reason":"stop"\}\],"usage":\{"prompt_tokens":4,"completion_tokens":8,"total_tokens":12\}\}$/)
+    const body = JSON.parse(text)
+    assert.ok(body.created >= before && body.created <= before + 2)
+    const call = tgi.calls[index]!
+    assert.equal(call.path, '/v1/completions')
+    assert.equal(call.body.prompt, 'Say hello to me')
+    assert.equal(call.tokensSent, 8)
+    assert.equal(call.aborted, false)
+  })
+
+  test('stop sequences stay in the text (finish_reason stop_sequence); max_tokens cuts with length', async () => {
+    tgi.reply({ kind: 'tokens', tokens: ['I', ' think', '.', ' Done', ' now'] })
+    const stopped = await (await post(tgi, '/v1/completions', { prompt: 'x', stop: [' Done'] })).json() as any
+    assert.deepEqual(stopped.choices, [{ index: 0, text: 'I think. Done', logprobs: null, finish_reason: 'stop_sequence' }])
+    assert.equal(stopped.usage.completion_tokens, 4)
+    const cut = await (await post(tgi, '/v1/completions', { prompt: 'x', max_tokens: 2 })).json() as any
+    assert.equal(cut.choices[0].text, 'I think')
+    assert.equal(cut.choices[0].finish_reason, 'length')
+  })
+
+  test('several prompts: one choice each, index in prompt order, usage summed', async () => {
+    const body = await (await post(tgi, '/v1/completions', { prompt: ['one', 'two words'], max_tokens: 2, temperature: 0 })).json() as any
+    assert.deepEqual(body.choices.map((choice: any) => [choice.index, choice.text, choice.finish_reason]), [[0, 'Hello!', 'length'], [1, 'Hello!', 'length']])
+    assert.deepEqual(body.usage, { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 })
+    const tooMany = await post(tgi, '/v1/completions', { prompt: ['a', 'b', 'c', 'd', 'e'] })
+    assert.equal(tooMany.status, 422)
+    assert.deepEqual(await tooMany.json(), { error: 'Number of prompts exceeds the maximum allowed batch size of 4', error_type: 'batch size exceeded' })
+  })
+
+  test('validation errors are TGI JSON 422s; serde rejections are plain text; suffix is refused', async () => {
+    const cases: Array<[Record<string, unknown>, string]> = [
+      [{ temperature: -1 }, '`temperature` must be strictly positive'],
+      [{ top_p: 1 }, '`top_p` must be > 0.0 and < 1.0'],
+      [{ max_tokens: 0 }, '`max_new_tokens` must be strictly positive'],
+      [{ stop: ['a', 'b', 'c', 'd', 'e'] }, '`stop` supports up to 4 stop sequences. Given: 5'],
+      [{ frequency_penalty: 3 }, '`frequency_penalty` must be >= -2.0 and <= 2.0']
+    ]
+    for (const [fields, message] of cases) {
+      const response = await post(tgi, '/v1/completions', { prompt: 'two words', ...fields })
+      assert.equal(response.status, 422, JSON.stringify(fields))
+      assert.deepEqual(await response.json(), { error: `Input validation error: ${message}`, error_type: 'validation' })
+    }
+    const empty = await post(tgi, '/v1/completions', { prompt: '' })
+    assert.equal((await empty.json() as any).error, 'Input validation error: `inputs` cannot be empty')
+
+    const rejections: Array<[unknown, string]> = [
+      [{ max_tokens: 5 }, 'missing field `prompt`'],
+      [{ prompt: 5 }, 'prompt: data did not match any variant of untagged enum PromptDeserializer'],
+      [{ prompt: [] }, 'prompt: Empty array detected. Do not use an empty array for the prompt.'],
+      [{ prompt: 'x', max_tokens: -1 }, 'max_tokens: invalid value: integer `-1`, expected u32'],
+      [{ prompt: 'x', stop: 'END' }, 'stop: invalid type: string "END", expected a sequence'],
+      [{ prompt: 'x', stream: null }, 'stream: invalid type: null, expected a boolean']
+    ]
+    for (const [body, message] of rejections) {
+      const response = await post(tgi, '/v1/completions', body)
+      assert.equal(response.status, 422, JSON.stringify(body))
+      assert.match(response.headers.get('content-type') ?? '', /^text\/plain/)
+      assert.equal(await response.text(), `Failed to deserialize the JSON body into the target type: ${message}`)
+    }
+    // Option fields take null, and unknown fields are ignored (no deny_unknown_fields)
+    assert.equal((await post(tgi, '/v1/completions', { prompt: 'x', max_tokens: null, stop: null, return_full_text: true })).status, 200)
+
+    const suffix = await post(tgi, '/v1/completions', { prompt: 'x', suffix: 'y', stream: true })
+    assert.equal(suffix.status, 422)
+    assert.deepEqual(await suffix.json(), { error: 'Suffix is not supported and can be achieved by preprocessing the prompt.', error_type: 'suffix not supported' })
+    assert.equal((await fetch(tgi.url + '/v1/completions')).status, 405)
+  })
+
+  test('stream: Chunk events (object first, finish_reason ""), a final CompletionFinal with usage, then [DONE]', async () => {
+    const index = tgi.calls.length
+    const response = await post(tgi, '/v1/completions', { prompt: 'one two three', max_tokens: 20, stream: true })
+    assert.equal(response.status, 200)
+    assert.equal(response.headers.get('content-type'), 'text/event-stream')
+    assert.equal(response.headers.get('cache-control'), 'no-cache')
+    assert.equal(response.headers.get('x-accel-buffering'), 'no')
+    assert.equal(response.headers.get('x-compute-characters'), '13')
+    const text = await response.text()
+    assert.match(text, /^data: \{"object":"text_completion","id":"","created":\d+,"choices":\[\{"index":0,"text":"Hello","logprobs":null,"finish_reason":""\}\],"model":"acme\/tiny-chat","system_fingerprint":"3\.3\.6-dev0-native"\}\n\n/)
+    assert.ok(text.endsWith('\n\ndata: [DONE]\n\n'), 'ends with [DONE]')
+    const parsed = events(text.slice(0, -'data: [DONE]\n\n'.length)) as any[]
+    assert.equal(parsed.length, 8)
+    assert.deepEqual(parsed.slice(0, 7).map((event) => event.choices[0].text), ['Hello', '!', ' How', ' can', ' I', ' help', '?'])
+    const last = parsed[7]
+    assert.deepEqual(Object.keys(last), ['object', 'id', 'created', 'model', 'system_fingerprint', 'choices', 'usage'])
+    // the last token is eos and comes through as its text; Display, not "stop"
+    assert.deepEqual(last.choices, [{ index: 0, text: '</s>', logprobs: null, finish_reason: 'eos_token' }])
+    assert.deepEqual(last.usage, { prompt_tokens: 3, completion_tokens: 8, total_tokens: 11 })
+    assert.equal(tgi.calls[index]?.tokensSent, 8)
+  })
+
+  test('stream: a stop sequence ends on the token that completes it, finish_reason stop_sequence', async () => {
+    tgi.reply({ kind: 'tokens', tokens: ['I', ' think', '.', ' Done', ' now'] })
+    const text = await (await post(tgi, '/v1/completions', { prompt: 'x', stop: [' Done'], stream: true })).text()
+    const parsed = events(text.replace(/data: \[DONE\]\n\n$/, '')) as any[]
+    assert.deepEqual(parsed.map((event) => event.choices[0].text), ['I', ' think', '.', ' Done'])
+    assert.equal(parsed[3].choices[0].finish_reason, 'stop_sequence')
+  })
+
+  test('stream: validation and generation errors are OpenAI-style events (always 422) followed by [DONE]', async () => {
+    const invalid = await post(tgi, '/v1/completions', { prompt: 'x', temperature: -1, stream: true })
+    assert.equal(invalid.status, 200)
+    assert.equal(await invalid.text(),
+      'data: {"error":{"message":"Input validation error: `temperature` must be strictly positive","http_status_code":422}}\n\ndata: [DONE]\n\n')
+
+    tgi.reply({ kind: 'stream-error', afterTokens: 2, message: 'Request failed during generation: CUDA out of memory' })
+    const index = tgi.calls.length
+    const failed = await (await post(tgi, '/v1/completions', { prompt: 'x', stream: true })).text()
+    const blocks = failed.split('\n\n').filter((block) => block !== '')
+    assert.equal(blocks.length, 4)
+    assert.equal(blocks[2], 'data: {"error":{"message":"Request failed during generation: CUDA out of memory","http_status_code":422}}')
+    assert.equal(blocks[3], 'data: [DONE]')
+    assert.equal(tgi.calls[index]?.tokensSent, 2)
+    const plain = await post(tgi, '/v1/completions', { prompt: 'x' })
+    assert.equal(plain.status, 424)
+    assert.deepEqual(await plain.json(), { error: 'Request failed during generation: CUDA out of memory', error_type: 'generation' })
+  })
+
+  test('stream: several prompts interleave one event each per round', async () => {
+    tgi.reply({ kind: 'tokens', tokens: ['a', 'b'], endWithEos: false })
+    const text = await (await post(tgi, '/v1/completions', { prompt: ['p', 'q'], stream: true })).text()
+    const parsed = events(text.replace(/data: \[DONE\]\n\n$/, '')) as any[]
+    assert.deepEqual(parsed.map((event) => [event.choices[0].index, event.choices[0].text, event.choices[0].finish_reason]),
+      [[0, 'a', ''], [1, 'a', ''], [0, 'b', 'length'], [1, 'b', 'length']])
+  })
+
+  test('stream: drop destroys the socket without [DONE]; a client abort stops generation', async () => {
+    tgi.reply({ kind: 'drop', afterTokens: 2 })
+    const dropped = await post(tgi, '/v1/completions', { prompt: 'x', stream: true })
+    await assert.rejects(dropped.text())
+
+    tgi.reply({ kind: 'tokens', tokens: ['a', 'b', 'c', 'd', 'e', 'f'], delayMs: 40 })
+    const index = tgi.calls.length
+    const controller = new AbortController()
+    const response = await post(tgi, '/v1/completions', { prompt: 'x', stream: true }, { signal: controller.signal })
+    const reader = response.body!.getReader()
+    const first = await reader.read()
+    assert.match(new TextDecoder().decode(first.value), /"text":"a"/)
+    assert.equal(tgi.activeGenerations(), 1)
+    controller.abort()
+    await tgi.waitForAbort(index, 2000)
+    assert.equal(tgi.calls[index]?.aborted, true)
+    assert.equal(tgi.activeGenerations(), 0)
+  })
+
+  test('replies status and hang work on /v1/completions; requiredToken guards it', async () => {
+    tgi.replyOnce({ kind: 'status', status: 503, body: 'upstream down' })
+    const status = await post(tgi, '/v1/completions', { prompt: 'x' })
+    assert.equal(status.status, 503)
+    assert.equal(await status.text(), 'upstream down')
+
+    const guarded = await startFakeTgi({ requiredToken: 'hf_secret' })
+    try {
+      const denied = await post(guarded, '/v1/completions', { prompt: 'x' })
+      assert.equal(denied.status, 401)
+      const ok = await post(guarded, '/v1/completions', { prompt: 'x' }, { headers: { 'content-type': 'application/json', authorization: 'Bearer hf_secret' } })
+      assert.equal(ok.status, 200)
+    } finally {
+      await guarded.close()
+    }
+  })
+})

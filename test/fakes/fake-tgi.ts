@@ -4,15 +4,17 @@
  * "model" says whatever the test scripted. It knows nothing of the gateway.
  *
  * Protocol reference: huggingface/text-generation-inference at db931fcf (3.3.6-dev0):
- * router/src/server.rs (routes, headers, SSE), router/src/lib.rs (JSON shapes and
- * field order), router/src/validation.rs (checks, their order and messages),
+ * router/src/server.rs (routes, headers, SSE; `completions` for /v1/completions),
+ * router/src/lib.rs (JSON shapes and field order), router/src/validation.rs (checks, their order and messages),
  * router/src/infer/mod.rs (error texts and types), server/text_generation_server/
  * utils/tokens.py (stopping criteria), and axum 0.7.9 (SSE framing, JSON rejections).
  *
  * Deliberate simplifications: one "generation" is computed up front from the
  * script (stop sequences, max_new_tokens and eos applied exactly like TGI), then
  * paced out; grammar/adapter_id/watermark are accepted and ignored; serde's
- * rejection texts carry no "at line L column C" suffix.
+ * rejection texts carry no "at line L column C" suffix. On /v1/completions one reply
+ * serves every prompt of the request, and choices come back in prompt order (TGI
+ * collects them in completion order).
  */
 import { createServer } from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
@@ -31,17 +33,18 @@ export type FakeTgiReply =
    * (default 0) between tokens.
    */
   | { kind: 'tokens', tokens: ScriptToken[], delayMs?: number, firstTokenDelayMs?: number, endWithEos?: boolean }
-  /** A plain HTTP reply, on /generate_stream too (for servers that do not behave like TGI). */
+  /** A plain HTTP reply, on streams too (for servers that do not behave like TGI). */
   | { kind: 'status', status: number, body: unknown, headers?: Record<string, string> }
   /**
    * A stream that sends `afterTokens` tokens (from `tokens`, default the default script,
-   * cycled) then TGI's error event. On /generate it is the matching JSON error status
-   * (generation 424, overloaded 429, validation 422, anything else 500).
+   * cycled) then TGI's error event (on /v1/completions the OpenAI-style one, then
+   * `[DONE]`). Without streaming it is the matching JSON error status (generation 424,
+   * overloaded 429, validation 422, anything else 500).
    */
   | { kind: 'stream-error', afterTokens: number, message: string, errorType?: string, tokens?: ScriptToken[], delayMs?: number }
   /** Accept the request and never answer (the connection stays open). */
   | { kind: 'hang' }
-  /** Send `afterTokens` stream tokens, then destroy the socket (on /generate: no reply at all). */
+  /** Send `afterTokens` stream tokens, then destroy the socket (without streaming: no reply at all). */
   | { kind: 'drop', afterTokens: number, tokens?: ScriptToken[], delayMs?: number }
 
 export interface FakeTgiOptions {
@@ -92,7 +95,7 @@ export interface FakeTgiCall {
 export interface FakeTgi {
   /** http://127.0.0.1:PORT */
   url: string
-  /** Generation calls only: POST /generate, /generate_stream and / (TGI's compat route). */
+  /** Generation calls only: POST /generate, /generate_stream, / (TGI's compat route) and /v1/completions. */
   calls: FakeTgiCall[]
   /** The reply for later calls (after any queued replyOnce). */
   reply (reply: FakeTgiReply | ((call: FakeTgiCall) => FakeTgiReply)): void
@@ -110,6 +113,9 @@ export interface FakeTgi {
 
 export const DEFAULT_FAKE_TGI_TOKENS: readonly string[] = ['Hello', '!', ' How', ' can', ' I', ' help', '?']
 
+const TGI_VERSION = '3.3.6-dev0'
+// launcher default; server.rs completions rejects more prompts than this
+const MAX_CLIENT_BATCH_SIZE = 4
 const EOS_TEXT = '</s>'
 const EOS_ID = 2
 // validation.rs: requests are generated in chunks of at most this many new tokens,
@@ -122,6 +128,13 @@ const STOP_BUFFER_MAX = 300
 const STOP_BUFFER_KEEP = 200
 
 type FinishReason = 'length' | 'eos_token' | 'stop_sequence'
+
+/** One SSE event; a function renders at write time (the OpenAI routes stamp `created` per event). */
+interface StreamEvent {
+  frame: string | (() => string)
+  /** Counts as a token sent. */
+  token: boolean
+}
 
 interface PreparedToken {
   text: string
@@ -166,6 +179,26 @@ type ParseResult =
   | { ok: true, inputs: string, parameters: Record<string, unknown>, parametersGiven: boolean, stream: boolean }
   | { ok: false, status: number, text: string }
 
+type GenerateRequest = Extract<ParseResult, { ok: true }>
+
+/** lib.rs CompletionRequest, after serde. */
+interface CompletionRequest {
+  prompts: string[]
+  maxTokens: number | undefined
+  temperature: number | undefined
+  topP: number | undefined
+  stream: boolean
+  seed: number | undefined
+  suffix: string | undefined
+  repetitionPenalty: number | undefined
+  frequencyPenalty: number | undefined
+  stop: string[] | undefined
+}
+
+type CompletionParseResult =
+  | { ok: true, request: CompletionRequest }
+  | { ok: false, status: number, text: string }
+
 class ValidationFailure extends Error {}
 
 export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeTgi> {
@@ -193,9 +226,9 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
     max_input_tokens: maxInputTokens,
     max_total_tokens: maxTotalTokens,
     validation_workers: 2,
-    max_client_batch_size: 4,
+    max_client_batch_size: MAX_CLIENT_BATCH_SIZE,
     router: 'text-generation-router',
-    version: '3.3.6-dev0',
+    version: TGI_VERSION,
     sha: null,
     docker_label: null
   })
@@ -281,7 +314,7 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
       return
     }
 
-    const isGeneration = path === '/generate' || path === '/generate_stream'
+    const isGeneration = path === '/generate' || path === '/generate_stream' || path === '/v1/completions'
     if (method === 'GET') {
       request.resume()
       if (path === '/info') return sendRawJson(response, 200, infoBody)
@@ -333,6 +366,7 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
       sendText(response, 400, `Failed to parse the request body as JSON: ${parseError}`)
       return finish(state)
     }
+    if (path === '/v1/completions') return handleCompletions(state, parsed)
     const extracted = extractRequest(parsed, path === '/')
     if (!extracted.ok) {
       sendText(response, extracted.status, extracted.text)
@@ -340,21 +374,51 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
     }
     const stream = path === '/generate_stream' || (path === '/' && extracted.stream)
     const reply = nextReply(call)
+    if (reply.kind === 'status' || reply.kind === 'hang') return answerWithoutGeneration(state, reply)
+    if (stream) return runStream(state, reply, extracted, path === '/')
+    return runGenerate(state, reply, extracted, path === '/')
+  }
 
-    if (reply.kind === 'status') {
-      const body = typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body)
-      const headers: Record<string, string> = { 'content-type': typeof reply.body === 'string' ? 'text/plain; charset=utf-8' : 'application/json', ...reply.headers }
-      response.writeHead(reply.status, { ...headers, 'content-length': Buffer.byteLength(body) })
-      response.end(body)
-      return finish(state)
-    }
+  function answerWithoutGeneration (state: CallState, reply: Extract<FakeTgiReply, { kind: 'status' | 'hang' }>): void {
     if (reply.kind === 'hang') {
       state.active = true
       active.add(state)
       return
     }
-    if (stream) return runStream(state, reply, extracted, path === '/')
-    return runGenerate(state, reply, extracted, path === '/')
+    const body = typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body)
+    const headers: Record<string, string> = { 'content-type': typeof reply.body === 'string' ? 'text/plain; charset=utf-8' : 'application/json', ...reply.headers }
+    state.response.writeHead(reply.status, { ...headers, 'content-length': Buffer.byteLength(body) })
+    state.response.end(body)
+    finish(state)
+  }
+
+  /**
+   * server.rs `completions` (TGI's OpenAI-style /v1/completions): each prompt becomes a
+   * GenerateRequest with details on, do_sample off only for temperature 0, no
+   * return_full_text (so the text is the generated part only, stop sequence kept).
+   */
+  function handleCompletions (state: CallState, body: unknown): void {
+    const response = state.response
+    const extracted = extractCompletionRequest(body)
+    if (!extracted.ok) {
+      sendText(response, extracted.status, extracted.text)
+      return finish(state)
+    }
+    const request = extracted.request
+    // these two answer JSON 422 even when streaming was asked for: nothing has streamed yet
+    if (request.suffix !== undefined) {
+      sendJson(response, 422, { error: 'Suffix is not supported and can be achieved by preprocessing the prompt.', error_type: 'suffix not supported' })
+      return finish(state)
+    }
+    if (request.prompts.length > MAX_CLIENT_BATCH_SIZE) {
+      sendJson(response, 422, { error: `Number of prompts exceeds the maximum allowed batch size of ${MAX_CLIENT_BATCH_SIZE}`, error_type: 'batch size exceeded' })
+      return finish(state)
+    }
+    const generateRequests = request.prompts.map((prompt) => completionToGenerateRequest(prompt, request))
+    const reply = nextReply(state.call)
+    if (reply.kind === 'status' || reply.kind === 'hang') return answerWithoutGeneration(state, reply)
+    if (request.stream) return runCompletionStream(state, reply, generateRequests)
+    return runCompletion(state, reply, generateRequests)
   }
 
   function checkAndValidate (extracted: Extract<ParseResult, { ok: true }>, compat: boolean): ValidRequest {
@@ -381,25 +445,7 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
     }
     state.active = true
     active.add(state)
-
-    if (reply.kind === 'drop') {
-      state.timer = setTimeout(() => {
-        state.timer = undefined
-        // no reply at all: the socket just goes away
-        finish(state)
-        response.socket?.destroy()
-      }, (reply.delayMs ?? 0) * reply.afterTokens)
-      return
-    }
-    if (reply.kind === 'stream-error') {
-      state.timer = setTimeout(() => {
-        state.timer = undefined
-        const errorType = reply.errorType ?? 'generation'
-        sendJson(response, statusForErrorType(errorType), { error: reply.message, error_type: errorType })
-        finish(state)
-      }, (reply.delayMs ?? 0) * reply.afterTokens)
-      return
-    }
+    if (reply.kind !== 'tokens') return failUnstreamed(state, reply)
 
     const generation = generate(prepare(reply.tokens), reply.endWithEos !== false, valid)
     const delayMs = reply.delayMs ?? 0
@@ -451,6 +497,22 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
     else send()
   }
 
+  /** A `drop` or `stream-error` reply to a request that did not ask for a stream. */
+  function failUnstreamed (state: CallState, reply: Extract<FakeTgiReply, { kind: 'drop' | 'stream-error' }>): void {
+    state.timer = setTimeout(() => {
+      state.timer = undefined
+      if (reply.kind === 'drop') {
+        // no reply at all: the socket just goes away
+        finish(state)
+        state.response.socket?.destroy()
+        return
+      }
+      const errorType = reply.errorType ?? 'generation'
+      sendJson(state.response, statusForErrorType(errorType), { error: reply.message, error_type: errorType })
+      finish(state)
+    }, (reply.delayMs ?? 0) * reply.afterTokens)
+  }
+
   function runStream (state: CallState, reply: Exclude<FakeTgiReply, { kind: 'status' | 'hang' }>, extracted: Extract<ParseResult, { ok: true }>, compat: boolean): void {
     const response = state.response
     // server.rs generate_stream_internal: these headers, then axum's Sse ones; errors,
@@ -481,8 +543,7 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
     state.active = true
     active.add(state)
 
-    let events: string[]
-    let ending: 'end' | 'error' | 'drop' = 'end'
+    let events: StreamEvent[]
     const delayMs = reply.delayMs ?? 0
     let firstTokenDelayMs = delayMs
     if (reply.kind === 'tokens') {
@@ -490,41 +551,54 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
       const generation = generate(prepare(reply.tokens), reply.endWithEos !== false, valid)
       events = streamEvents(generation, valid)
     } else {
-      const script = prepare(reply.tokens ?? defaultScript)
-      events = []
-      for (let index = 0; index < reply.afterTokens; index++) {
-        const token = script[index % script.length]
-        if (token === undefined) break
-        events.push(intermediateEvent(index + 1, token, valid.topNTokens))
-      }
+      events = scriptedTokens(reply).map((token, index) => ({ frame: intermediateEvent(index + 1, token, valid.topNTokens), token: true }))
       if (reply.kind === 'stream-error') {
-        ending = 'error'
-        events.push(`${dataPrefix}${JSON.stringify({ error: reply.message, error_type: reply.errorType ?? 'generation' })}\n\n`)
-      } else {
-        ending = 'drop'
+        events.push({ frame: `${dataPrefix}${JSON.stringify({ error: reply.message, error_type: reply.errorType ?? 'generation' })}\n\n`, token: false })
       }
     }
-    const tokenEvents = ending === 'error' ? events.length - 1 : events.length
+    paceStream(state, events, { drop: reply.kind === 'drop', delayMs, firstTokenDelayMs })
+  }
 
+  /** The first `afterTokens` tokens of a `drop`/`stream-error` script, cycled. */
+  function scriptedTokens (reply: Extract<FakeTgiReply, { kind: 'drop' | 'stream-error' }>): PreparedToken[] {
+    const script = prepare(reply.tokens ?? defaultScript)
+    const tokens: PreparedToken[] = []
+    for (let index = 0; index < reply.afterTokens; index++) {
+      const token = script[index % script.length]
+      if (token === undefined) break
+      tokens.push(token)
+    }
+    return tokens
+  }
+
+  /**
+   * Writes the events `delayMs` apart (the first after `firstTokenDelayMs`), then ends the
+   * response with `trailer` right after the last one, or with `drop` destroys the socket.
+   */
+  function paceStream (state: CallState, events: StreamEvent[], pacing: { drop: boolean, delayMs: number, firstTokenDelayMs: number, trailer?: string }): void {
+    const response = state.response
+    const { drop, delayMs, firstTokenDelayMs } = pacing
+    const trailer = pacing.trailer ?? ''
+    const render = (event: StreamEvent): string => typeof event.frame === 'string' ? event.frame : event.frame()
     const close = (): void => {
-      if (ending === 'drop') {
+      if (drop) {
         finish(state)
         response.socket?.destroy()
       } else {
-        response.end()
+        response.end(trailer)
         finish(state)
       }
     }
     if (delayMs === 0 && firstTokenDelayMs === 0) {
       // nothing to pace: one write keeps the fake cheap under benchmark load
-      const payload = events.join('')
-      state.call.tokensSent = tokenEvents
-      if (ending === 'drop') {
+      const payload = events.map(render).join('')
+      state.call.tokensSent = events.filter((event) => event.token).length
+      if (drop) {
         // let the tokens reach the client before the socket goes
         if (payload === '') close()
         else response.write(payload, close)
       } else {
-        response.end(payload)
+        response.end(payload + trailer)
         finish(state)
       }
       return
@@ -551,13 +625,12 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
       next++
       const last = next >= events.length
       if (event !== undefined) {
-        if (last && ending === 'drop') {
-          state.call.tokensSent = Math.min(next, tokenEvents)
-          response.write(event, close)
+        if (event.token) state.call.tokensSent++
+        if (last && drop) {
+          response.write(render(event), close)
           return
         }
-        response.write(event)
-        state.call.tokensSent = Math.min(next, tokenEvents)
+        response.write(render(event))
       }
       if (last) return close()
       armKeepAlive()
@@ -567,12 +640,12 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
     state.timer = setTimeout(step, firstTokenDelayMs)
   }
 
-  function streamEvents (generation: Generation, valid: ValidRequest): string[] {
-    const events: string[] = []
+  function streamEvents (generation: Generation, valid: ValidRequest): StreamEvent[] {
+    const events: StreamEvent[] = []
     const count = generation.tokens.length
     for (let index = 0; index < count - 1; index++) {
       const token = generation.tokens[index]
-      if (token !== undefined) events.push(intermediateEvent(index + 1, token, valid.topNTokens))
+      if (token !== undefined) events.push({ frame: intermediateEvent(index + 1, token, valid.topNTokens), token: true })
     }
     const lastToken = generation.tokens[count - 1]
     if (lastToken !== undefined) {
@@ -582,7 +655,7 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
         ? `{"finish_reason":"${generation.finishReason}","generated_tokens":${count},"seed":${JSON.stringify(valid.seed)},"input_length":${valid.inputLength}}`
         : 'null'
       const topTokens = valid.topNTokens > 0 ? `,"top_tokens":${topTokensJson(lastToken, valid.topNTokens)}` : ''
-      events.push(`${dataPrefix}{"index":${count},"token":${lastToken.json}${topTokens},"generated_text":${JSON.stringify(outputText)},"details":${details}}\n\n`)
+      events.push({ frame: `${dataPrefix}{"index":${count},"token":${lastToken.json}${topTokens},"generated_text":${JSON.stringify(outputText)},"details":${details}}\n\n`, token: true })
     }
     return events
   }
@@ -591,6 +664,163 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
     // lib.rs StreamResponse field order; top_tokens is skipped when empty (not null)
     const topTokens = topNTokens > 0 ? `,"top_tokens":${topTokensJson(token, topNTokens)}` : ''
     return `${dataPrefix}{"index":${index},"token":${token.json}${topTokens},"generated_text":null,"details":null}\n\n`
+  }
+
+  // lib.rs CompletionFinal/Chunk: `#[serde(tag = "object")]` writes "object" first, then
+  // the struct's fields in declaration order (Chunk has choices before model)
+  const modelJson = JSON.stringify(modelId)
+  // server.rs: "{version}-{docker_label or native}"
+  const fingerprintJson = JSON.stringify(`${TGI_VERSION}-native`)
+
+  function completionChoice (index: number, text: string, finishReason: string): string {
+    // lib.rs CompletionComplete; logprobs is always None
+    return `{"index":${index},"text":${JSON.stringify(text)},"logprobs":null,"finish_reason":${JSON.stringify(finishReason)}}`
+  }
+
+  function completionFinal (created: number, choices: string[], promptTokens: number, completionTokens: number): string {
+    return `{"object":"text_completion","id":"","created":${created},"model":${modelJson},"system_fingerprint":${fingerprintJson},"choices":[${choices.join(',')}],` +
+      `"usage":{"prompt_tokens":${promptTokens},"completion_tokens":${completionTokens},"total_tokens":${promptTokens + completionTokens}}}`
+  }
+
+  function completionChunk (index: number, text: string): StreamEvent {
+    // intermediate chunks carry finish_reason "" (String::new()), not null
+    return {
+      frame: () => `${dataPrefix}{"object":"text_completion","id":"","created":${nowSeconds()},"choices":[${completionChoice(index, text, '')}],"model":${modelJson},"system_fingerprint":${fingerprintJson}}\n\n`,
+      token: true
+    }
+  }
+
+  function openaiErrorEvent (message: string): StreamEvent {
+    // infer/mod.rs into_openai_event: always 422, whatever the error was
+    return { frame: `${dataPrefix}${JSON.stringify({ error: { message, http_status_code: 422 } })}\n\n`, token: false }
+  }
+
+  function runCompletion (state: CallState, reply: Exclude<FakeTgiReply, { kind: 'status' | 'hang' }>, requests: GenerateRequest[]): void {
+    const startedAt = performance.now()
+    // server.rs stamps `created` before generating
+    const created = nowSeconds()
+    const response = state.response
+    let valid: ValidRequest[]
+    try {
+      valid = requests.map((request) => checkAndValidate(request, false))
+    } catch (error) {
+      // the first failing prompt fails the whole request, as generate_internal's error
+      sendInferError(response, error)
+      return finish(state)
+    }
+    state.active = true
+    active.add(state)
+    if (reply.kind !== 'tokens') return failUnstreamed(state, reply)
+
+    const script = prepare(reply.tokens)
+    const generations = valid.map((request) => generate(script, reply.endWithEos !== false, request))
+    const delayMs = reply.delayMs ?? 0
+    const firstTokenDelayMs = reply.firstTokenDelayMs ?? delayMs
+    // the prompts generate side by side: the longest one decides
+    const totalDelay = Math.max(...generations.map((generation) => firstTokenDelayMs + delayMs * (generation.tokens.length - 1)))
+    const send = (): void => {
+      state.timer = undefined
+      if (state.finished) return
+      const totalMs = Math.floor(performance.now() - startedAt)
+      let promptTokens = 0
+      let completionTokens = 0
+      let timePerToken = 0
+      let characters = 0
+      const choices = generations.map((generation, index) => {
+        const request = valid[index] as ValidRequest
+        promptTokens += request.inputLength
+        completionTokens += generation.tokens.length
+        timePerToken += Math.floor(totalMs / generation.tokens.length)
+        characters += countCodePoints(request.inputs)
+        // the non-streamed answer says "stop" for eos (FinishReason::format(true))
+        return completionChoice(index, generation.text, generation.finishReason === 'eos_token' ? 'stop' : generation.finishReason)
+      })
+      const body = completionFinal(created, choices, promptTokens, completionTokens)
+      // server.rs sums generate_internal's headers as u32: x-compute-time (a float) does
+      // not parse and is left out, as is x-accel-buffering
+      response.writeHead(200, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(body),
+        'x-compute-type': computeType,
+        'x-compute-characters': String(characters),
+        'x-total-time': String(totalMs * generations.length),
+        'x-validation-time': '0',
+        'x-queue-time': '0',
+        'x-inference-time': String(totalMs * generations.length),
+        'x-time-per-token': String(timePerToken),
+        'x-prompt-tokens': String(promptTokens),
+        'x-generated-tokens': String(completionTokens)
+      })
+      response.end(body)
+      state.call.tokensSent = completionTokens
+      finish(state)
+    }
+    if (totalDelay > 0) state.timer = setTimeout(send, totalDelay)
+    else send()
+  }
+
+  function runCompletionStream (state: CallState, reply: Exclude<FakeTgiReply, { kind: 'status' | 'hang' }>, requests: GenerateRequest[]): void {
+    const response = state.response
+    // server.rs completions: the first prompt's x-compute-type and x-accel-buffering, the
+    // summed x-compute-characters, then axum's Sse headers; errors come as events
+    response.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      'x-compute-type': computeType,
+      'x-compute-characters': String(requests.reduce((sum, request) => sum + countCodePoints(request.inputs), 0)),
+      'x-accel-buffering': 'no'
+    })
+    response.flushHeaders()
+
+    const delayMs = reply.delayMs ?? 0
+    const firstTokenDelayMs = reply.kind === 'tokens' ? (reply.firstTokenDelayMs ?? delayMs) : delayMs
+    let generating = false
+    const perPrompt = requests.map((request, index): StreamEvent[] => {
+      let valid: ValidRequest
+      try {
+        valid = checkAndValidate(request, false)
+      } catch (error) {
+        return [openaiErrorEvent(describeFailure(error).message)]
+      }
+      generating = true
+      if (reply.kind !== 'tokens') {
+        const events = scriptedTokens(reply).map((token) => completionChunk(index, token.text))
+        if (reply.kind === 'stream-error') events.push(openaiErrorEvent(reply.message))
+        return events
+      }
+      const generation = generate(prepare(reply.tokens), reply.endWithEos !== false, valid)
+      const events = generation.tokens.slice(0, -1).map((token) => completionChunk(index, token.text))
+      const last = generation.tokens.at(-1)
+      if (last !== undefined) {
+        // the last event is a CompletionFinal with usage; its text is the last token's,
+        // special or not (eos shows up as "</s>"), and finish_reason is the plain
+        // Display form: "eos_token", not "stop"
+        const choice = completionChoice(index, last.text, generation.finishReason)
+        events.push({ frame: () => `${dataPrefix}${completionFinal(nowSeconds(), [choice], valid.inputLength, generation.tokens.length)}\n\n`, token: true })
+      }
+      return events
+    })
+    if (generating) {
+      state.active = true
+      active.add(state)
+    }
+    // the router polls each prompt's channel in turn: one event from each per round
+    const events: StreamEvent[] = []
+    const longest = Math.max(...perPrompt.map((list) => list.length))
+    for (let round = 0; round < longest; round++) {
+      for (const list of perPrompt) {
+        const event = list[round]
+        if (event !== undefined) events.push(event)
+      }
+    }
+    // after every prompt's stream, errors included, server.rs chains `data: [DONE]`;
+    // validation errors come at once, with no generation to wait for
+    paceStream(state, events, {
+      drop: reply.kind === 'drop' && generating,
+      delayMs: generating ? delayMs : 0,
+      firstTokenDelayMs: generating ? firstTokenDelayMs : 0,
+      trailer: `${dataPrefix}[DONE]\n\n`
+    })
   }
 
   await new Promise<void>((resolve, reject) => {
@@ -651,6 +881,78 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
 }
 
 class OverloadedFailure extends Error {}
+
+function nowSeconds (): number {
+  return Math.floor(Date.now() / 1000)
+}
+
+// lib.rs CompletionRequest: Option<T> fields take null; `stream` is a plain bool
+const COMPLETION_FIELDS: Record<string, { type: FieldType, nullable: boolean }> = {
+  model: { type: 'string', nullable: true },
+  max_tokens: { type: 'u32', nullable: true },
+  temperature: { type: 'f32', nullable: true },
+  top_p: { type: 'f32', nullable: true },
+  stream: { type: 'bool', nullable: false },
+  seed: { type: 'u64', nullable: true },
+  suffix: { type: 'string', nullable: true },
+  repetition_penalty: { type: 'f32', nullable: true },
+  frequency_penalty: { type: 'f32', nullable: true },
+  stop: { type: 'strings', nullable: true }
+}
+
+/** axum's Json extractor over lib.rs CompletionRequest: 422 text/plain serde messages. */
+function extractCompletionRequest (body: unknown): CompletionParseResult {
+  const rejection = (message: string): CompletionParseResult => ({ ok: false, status: 422, text: `Failed to deserialize the JSON body into the target type: ${message}` })
+  if (!isObject(body)) return rejection(`invalid type: ${describeValue(body)}, expected struct CompletionRequest`)
+  if (!('prompt' in body)) return rejection('missing field `prompt`')
+  // lib.rs Prompt: an untagged string-or-strings, then TryFrom refuses an empty array
+  let prompts: string[]
+  if (typeof body.prompt === 'string') prompts = [body.prompt]
+  else if (Array.isArray(body.prompt) && body.prompt.every((item) => typeof item === 'string')) prompts = body.prompt as string[]
+  else return rejection('prompt: data did not match any variant of untagged enum PromptDeserializer')
+  if (prompts.length === 0) return rejection('prompt: Empty array detected. Do not use an empty array for the prompt.')
+  for (const [name, field] of Object.entries(COMPLETION_FIELDS)) {
+    const value = body[name]
+    if (value === undefined || (value === null && field.nullable)) continue
+    const problem = checkField(value, field.type, name)
+    if (problem !== undefined) return rejection(problem)
+  }
+  const number = (name: string): number | undefined => typeof body[name] === 'number' ? body[name] : undefined
+  const string = (name: string): string | undefined => typeof body[name] === 'string' ? body[name] : undefined
+  return {
+    ok: true,
+    request: {
+      prompts,
+      maxTokens: number('max_tokens'),
+      temperature: number('temperature'),
+      topP: number('top_p'),
+      stream: body.stream === true,
+      seed: number('seed'),
+      suffix: string('suffix'),
+      repetitionPenalty: number('repetition_penalty'),
+      frequencyPenalty: number('frequency_penalty'),
+      stop: Array.isArray(body.stop) ? body.stop as string[] : undefined
+    }
+  }
+}
+
+/**
+ * server.rs completions builds this GenerateRequest per prompt; `model` only becomes an
+ * adapter_id, which a model without LoRA adapters ignores.
+ */
+function completionToGenerateRequest (prompt: string, request: CompletionRequest): GenerateRequest {
+  // "enable greedy only when temperature is 0"; otherwise always sampling
+  const greedy = request.temperature === 0
+  const parameters: Record<string, unknown> = { do_sample: !greedy, details: true, decoder_input_details: !request.stream }
+  if (!greedy && request.temperature !== undefined) parameters.temperature = request.temperature
+  if (request.repetitionPenalty !== undefined) parameters.repetition_penalty = request.repetitionPenalty
+  if (request.frequencyPenalty !== undefined) parameters.frequency_penalty = request.frequencyPenalty
+  if (request.topP !== undefined) parameters.top_p = request.topP
+  if (request.maxTokens !== undefined) parameters.max_new_tokens = request.maxTokens
+  if (request.stop !== undefined) parameters.stop = request.stop
+  if (request.seed !== undefined) parameters.seed = request.seed
+  return { ok: true, inputs: prompt, parameters, parametersGiven: true, stream: request.stream }
+}
 
 interface Limits {
   maxStopSequences: number
