@@ -5,13 +5,13 @@ const chatRenderRoute: FastifyPluginAsyncZod = async (app) => {
   app.post('/chat/render', {
     schema: {
       tags: ['chat'],
-      summary: 'The exact prompt /v1/chat/completions would send upstream for these messages',
+      summary: 'The prompt the model\'s chat template renders for these messages (as given, like apply_chat_template; or, with openai_normalization, exactly what /v1/chat/completions would send)',
       body: chatRenderRequestSchema,
       response: { 200: chatRenderResponseSchema, 400: errorBodySchema, 404: errorBodySchema }
     }
   }, async (request) => {
     request.modelLabel = request.body.model
-    return await app.chatService.render(request.body)
+    return await app.chatService.render(request.body, { clientToken: app.clientTokenOf(request) })
   })
 }
 

@@ -7,7 +7,8 @@ import type { Backend, GenerationEnd, GenerationRequest, TokenDelta, UpstreamFin
 import type { ChatCompletion, ChatCompletionRequest, ChatRenderRequest, FinishReason, Usage } from '../openai/schemas.js'
 import type { GatewayMetrics } from '../metrics.js'
 import type { ModelCatalog, ModelEntry } from './model-catalog.js'
-import { toTemplateMessages } from './messages.js'
+import { asCompletionFields, toTemplateMessages, type TemplateMessage } from './messages.js'
+import type { ChatTemplate } from '../templates/chat-template.js'
 import { planGeneration } from './generation-parameters.js'
 import { StopSequenceMatcher, applyStopSequences } from './stop-sequences.js'
 import { createDeadline, type Deadline } from './deadline.js'
@@ -40,7 +41,45 @@ export interface ChatStream {
   frames: AsyncIterable<string>
 }
 
-type RenderOptions = Pick<ChatRenderRequest, 'messages' | 'tools' | 'add_generation_prompt' | 'continue_final_message' | 'chat_template_kwargs'>
+type PromptFields = Pick<ChatCompletionRequest, 'messages' | 'tools' | 'documents' | 'add_generation_prompt' | 'continue_final_message' | 'chat_template_kwargs' | 'chat_template_name'>
+
+interface TemplateFields {
+  messages: TemplateMessage[]
+  tools?: readonly unknown[] | null
+  documents?: readonly unknown[] | null
+  add_generation_prompt?: boolean | null
+  continue_final_message?: boolean | null
+  chat_template_kwargs?: Record<string, unknown> | null
+  templateName: string | undefined
+}
+
+/** chat_template_name, or its alias template_name; both given must agree. */
+function templateNameOf (request: ChatRenderRequest): string | undefined {
+  const name = request.chat_template_name ?? undefined
+  const alias = request.template_name ?? undefined
+  if (name !== undefined && alias !== undefined && name !== alias) {
+    throw invalidRequest('chat_template_name and template_name (its alias) name different templates', 'template_name')
+  }
+  return name ?? alias
+}
+
+function renderTemplate (template: ChatTemplate, fields: TemplateFields): string {
+  const continueFinalMessage = fields.continue_final_message ?? false
+  // Default true, as in vLLM and the reference renderer: a prefill must say add_generation_prompt: false.
+  const addGenerationPrompt = fields.add_generation_prompt ?? true
+  if (continueFinalMessage && addGenerationPrompt) {
+    throw invalidRequest('continue_final_message and add_generation_prompt cannot both be true (add_generation_prompt defaults to true; set it to false to continue the final message)', 'continue_final_message')
+  }
+  return template.render({
+    messages: fields.messages,
+    tools: fields.tools === undefined || fields.tools === null ? null : [...fields.tools],
+    documents: fields.documents === undefined || fields.documents === null ? null : [...fields.documents],
+    addGenerationPrompt,
+    continueFinalMessage,
+    templateName: fields.templateName,
+    kwargs: fields.chat_template_kwargs ?? undefined
+  })
+}
 
 export function mapFinishReason (reason: UpstreamFinishReason, stoppedByGateway: boolean): FinishReason {
   if (stoppedByGateway) return 'stop'
@@ -60,28 +99,32 @@ export class ChatService {
     this.#clock = options.clock ?? Date.now
   }
 
-  /** The exact prompt a completion with these messages would send upstream. */
-  async render (request: ChatRenderRequest): Promise<{ model: string, prompt: string }> {
+  /**
+   * The prompt for these messages. By default the messages, tools and
+   * documents reach the template exactly as given (Python's
+   * apply_chat_template); with `openai_normalization` they are validated and
+   * normalised as /v1/chat/completions does, giving the prompt it would send.
+   */
+  async render (request: ChatRenderRequest, context: RequestContext = {}): Promise<{ model: string, prompt: string }> {
     const entry = this.#catalog.resolve(request.model)
-    const prompt = await this.#renderPrompt(entry, request)
+    const templateName = templateNameOf(request)
+    let prompt: string
+    if (request.openai_normalization === true) {
+      prompt = await this.#renderPrompt(entry, { ...request, ...asCompletionFields(request.messages, request.tools), chat_template_name: templateName }, context)
+    } else {
+      const template = await entry.template(context.clientToken)
+      prompt = renderTemplate(template, { ...request, templateName })
+    }
     // After rendering: in single-model mode the id is known once TGI named its model.
     return { model: entry.id, prompt }
   }
 
-  async #renderPrompt (entry: ModelEntry, request: RenderOptions, context: RequestContext = {}): Promise<string> {
+  /** OpenAI messages, normalised for the template that will render them (its content format). */
+  async #renderPrompt (entry: ModelEntry, request: PromptFields, context: RequestContext = {}): Promise<string> {
     const template = await entry.template(context.clientToken)
-    const continueFinalMessage = request.continue_final_message ?? false
-    const addGenerationPrompt = request.add_generation_prompt ?? !continueFinalMessage
-    if (continueFinalMessage && addGenerationPrompt) {
-      throw invalidRequest('continue_final_message and add_generation_prompt cannot both be true', 'continue_final_message')
-    }
-    return template.render({
-      messages: toTemplateMessages(request.messages),
-      tools: request.tools ?? undefined,
-      addGenerationPrompt,
-      continueFinalMessage,
-      kwargs: request.chat_template_kwargs ?? undefined
-    })
+    const templateName = request.chat_template_name ?? undefined
+    const contentFormat = template.contentFormat({ templateName, tools: request.tools })
+    return renderTemplate(template, { ...request, messages: toTemplateMessages(request.messages, contentFormat), templateName })
   }
 
   async #prepare (request: ChatCompletionRequest, context: RequestContext): Promise<{ entry: ModelEntry, generation: GenerationRequest, stops: string[], gatewayOnlyStops: boolean }> {

@@ -58,7 +58,8 @@ export const chatMessageSchema = z.discriminatedUnion('role', [
     tool_calls: z.array(toolCallSchema).max(128).optional(),
     reasoning_content: z.string().max(MAX_STRING).nullish()
   }),
-  z.object({ role: z.literal('tool'), content: textContent, tool_call_id: z.string().max(256) })
+  // `name` (the function that answered) is not in OpenAI's tool message, but templates print it.
+  z.object({ role: z.literal('tool'), content: textContent, tool_call_id: z.string().max(256), name })
 ]).meta({ id: 'ChatMessage' })
 export type ChatMessage = z.infer<typeof chatMessageSchema>
 
@@ -71,6 +72,12 @@ export const toolSchema = z.object({
     strict: z.boolean().nullish()
   })
 })
+
+/** Command-R style grounding documents, e.g. `{title, text}`; the template decides which keys it reads. */
+const documentsSchema = z.array(boundedJson).max(1024).nullish()
+  .describe('Documents for retrieval-augmented templates (transformers\' `documents`), passed to the chat template as given.')
+const templateNameSchema = z.string().min(1).max(256).nullish()
+  .describe('Which of the model\'s named chat templates to use; default: `tool_use` when tools are given and the model has it, else `default`.')
 
 const stopSchema = z.union([z.string().min(1).max(1024), z.array(z.string().min(1).max(1024)).max(64)]).nullish()
   .describe('Up to 64 stop sequences (OpenAI allows 4). Stops beyond what the backend accepts are applied by the gateway itself.')
@@ -102,18 +109,64 @@ export const chatCompletionRequestSchema = z.object({
   do_sample: z.boolean().nullish(),
   truncate: z.number().int().min(1).nullish(),
   chat_template_kwargs: boundedJson.nullish().describe('Extra variables for the chat template, e.g. {"enable_thinking": false}.'),
-  add_generation_prompt: z.boolean().nullish(),
-  continue_final_message: z.boolean().nullish()
+  chat_template_name: templateNameSchema,
+  documents: documentsSchema,
+  add_generation_prompt: z.boolean().nullish().describe('Default true: end the prompt with the assistant turn\'s opening.'),
+  continue_final_message: z.boolean().nullish().describe('Continue the final (assistant) message instead of starting a new turn; needs add_generation_prompt: false.')
 }).meta({ id: 'CreateChatCompletionRequest' })
 export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>
 
+/**
+ * Validates with `shape` but returns the object exactly as sent, unknown keys
+ * and key order included: zod rebuilds objects with the schema's keys first,
+ * and a template that prints `tool | tojson` or walks `message.items()` must see
+ * what Python's apply_chat_template would see. Documented as `shape`.
+ */
+function asGiven (shape: z.ZodType, id: string, description: string): z.ZodType<Record<string, unknown>> {
+  const { $schema: _schemaUri, ...documented } = z.toJSONSchema(shape, { io: 'input', unrepresentable: 'any' })
+  return z.record(z.string(), z.unknown()).superRefine((value, context) => {
+    const result = shape.safeParse(value)
+    if (!result.success) {
+      for (const issue of result.error.issues) context.addIssue(issue as Parameters<typeof context.addIssue>[0])
+    } else if (jsonDepth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH) {
+      context.addIssue({ code: 'custom', message: `nested deeper than ${MAX_JSON_DEPTH} levels` })
+    }
+  }).meta({ ...documented, id, description })
+}
+
+const jsonObject = z.record(z.string(), z.unknown())
+
+/** A message as transformers' apply_chat_template takes it: any role, any extra keys (`reasoning_content`, ...). */
+export const renderMessageSchema = asGiven(z.looseObject({
+  role: z.string().min(1).max(256),
+  content: z.union([z.string().max(MAX_STRING), z.array(jsonObject).max(1024)]).nullish(),
+  name: z.string().max(256).nullish(),
+  tool_call_id: z.string().max(256).nullish(),
+  tool_calls: z.array(z.looseObject({
+    id: z.string().max(256).optional(),
+    type: z.string().max(64).optional(),
+    function: z.looseObject({ name: z.string().max(256), arguments: z.union([z.string().max(MAX_STRING), jsonObject]) })
+  })).max(128).nullish(),
+  reasoning_content: z.string().max(MAX_STRING).nullish()
+}), 'RenderMessage', 'A chat message passed to the template exactly as given (content a string, null or a list of parts; tool_calls[].function.arguments an object or a string), unless openai_normalization is set.')
+
+const renderToolSchema = asGiven(jsonObject, 'RenderTool', 'A tool definition passed to the template as given, e.g. {"type": "function", "function": {"name", "description", "parameters"}}.')
+const renderDocumentSchema = asGiven(jsonObject, 'RenderDocument', 'A document passed to the template as given, e.g. {"title", "text"}.')
+
 export const chatRenderRequestSchema = z.object({
   model: z.string().min(1).max(256),
-  messages: z.array(chatMessageSchema).min(1).max(4096),
-  tools: z.array(toolSchema).max(128).nullish(),
-  add_generation_prompt: z.boolean().nullish(),
-  continue_final_message: z.boolean().nullish(),
-  chat_template_kwargs: boundedJson.nullish()
+  messages: z.array(renderMessageSchema).max(4096),
+  tools: z.array(renderToolSchema).max(128).nullish(),
+  documents: z.array(renderDocumentSchema).max(1024).nullish(),
+  add_generation_prompt: z.boolean().nullish().describe('Default true.'),
+  continue_final_message: z.boolean().nullish().describe('Continue the final message; needs add_generation_prompt: false.'),
+  chat_template_name: templateNameSchema,
+  template_name: templateNameSchema.describe('Alias of chat_template_name (the name transformers\' tests and the case files use).'),
+  chat_template_kwargs: boundedJson.nullish().describe('Extra template variables (transformers\' **kwargs), e.g. {"enable_thinking": false}.'),
+  openai_normalization: z.boolean().nullish().describe(
+    'false (default): render the messages, tools and documents exactly as given, like Python\'s apply_chat_template. ' +
+    'true: validate and normalise them as /v1/chat/completions does (developer → system, text parts joined or kept per template, ' +
+    'tool-call argument strings parsed to objects), so the prompt is the one a completion would send.')
 }).meta({ id: 'ChatRenderRequest' })
 export type ChatRenderRequest = z.infer<typeof chatRenderRequestSchema>
 

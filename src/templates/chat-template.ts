@@ -7,6 +7,9 @@
 import { TemplateLoadError, TemplateRenderError } from '../errors.js'
 import { compileJinja, jinjaParseCount, pythonStringRepr, pythonStrip, renderJinja, TemplateRaisedError } from './jinja-compat.js'
 import type { CompiledJinja } from './jinja-compat.js'
+import { detectContentFormat, type ContentFormat } from './content-format.js'
+
+export type { ContentFormat }
 
 /** bos_token, eos_token, unk_token, pad_token, ... (only non-empty ones, like special_tokens_map). */
 export interface SpecialTokens { [name: string]: string }
@@ -49,6 +52,7 @@ export class ChatTemplate {
   readonly names: string[]
   readonly supportsTools: boolean
   readonly #templates: Map<string, CompiledJinja>
+  readonly #contentFormats: Map<CompiledJinja, ContentFormat>
   readonly #isSingle: boolean
   readonly #specialTokens: Array<[string, string]>
   readonly #now: () => Date
@@ -56,6 +60,8 @@ export class ChatTemplate {
   private constructor (templates: Map<string, CompiledJinja>, isSingle: boolean, specialTokens: SpecialTokens, now: () => Date) {
     this.#templates = templates
     this.#isSingle = isSingle
+    // Detected once here, so normalising a request's messages costs a map lookup.
+    this.#contentFormats = new Map(Array.from(new Set(templates.values()), (compiled) => [compiled, detectContentFormat(compiled)]))
     this.names = Array.from(templates.keys())
     this.supportsTools = Array.from(templates.values()).some((compiled) => /\btools\b/.test(compiled.source))
     // Like special_tokens_map: unset or empty tokens are not template variables at all.
@@ -112,6 +118,15 @@ export class ChatTemplate {
       throw new TemplateRenderError(`This model has multiple chat templates with no default specified! Available template names are ${namesRepr(this.#templates.keys())}.`)
     }
     return chosen
+  }
+
+  /**
+   * The content shape the template render() would pick for these options
+   * expects (vLLM's detection): 'openai' when it loops over a message's content
+   * parts, else 'string'. Throws TemplateRenderError for an unknown template name.
+   */
+  contentFormat (options: Pick<RenderInput, 'templateName' | 'tools'> = {}): ContentFormat {
+    return this.#contentFormats.get(this.#select(options.templateName, options.tools ?? null)) ?? 'string'
   }
 
   /** Pure function of (template, input, clock). Throws TemplateRenderError. */
