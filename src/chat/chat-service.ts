@@ -9,6 +9,7 @@ import type { GatewayMetrics } from '../metrics.js'
 import type { ModelCatalog, ModelEntry } from './model-catalog.js'
 import { asCompletionFields, toTemplateMessages, type TemplateMessage } from './messages.js'
 import type { ChatTemplate } from '../templates/chat-template.js'
+import { withoutPythonFloats } from '../templates/python-json.js'
 import { planGeneration } from './generation-parameters.js'
 import { StopSequenceMatcher, applyStopSequences } from './stop-sequences.js'
 import { createDeadline, type Deadline } from './deadline.js'
@@ -110,7 +111,9 @@ export class ChatService {
     const templateName = templateNameOf(request)
     let prompt: string
     if (request.openai_normalization === true) {
-      prompt = await this.#renderPrompt(entry, { ...request, ...asCompletionFields(request.messages, request.tools), chat_template_name: templateName }, context)
+      // Numbers as /v1/chat/completions reads them: its body has no PythonFloat.
+      const plain = withoutPythonFloats({ messages: request.messages, tools: request.tools, documents: request.documents, chat_template_kwargs: request.chat_template_kwargs })
+      prompt = await this.#renderPrompt(entry, { ...request, ...plain, ...asCompletionFields(plain.messages, plain.tools), chat_template_name: templateName }, context)
     } else {
       const template = await entry.template(context.clientToken)
       prompt = renderTemplate(template, { ...request, templateName })

@@ -14,6 +14,7 @@
  * sample values created through the public `Environment.set`.
  */
 import { Environment as LibraryEnvironment, Interpreter as LibraryInterpreter, Template, parse, tokenize } from '@huggingface/jinja'
+import { PythonFloat } from './python-json.js'
 
 // ---------------------------------------------------------------------------
 // The library surface we use, described structurally: its published .d.ts files
@@ -1603,12 +1604,36 @@ function globalEnvironment (options: RenderOptions): Environment {
   return environment
 }
 
+/**
+ * JSON-like input → template values, as the library's own conversion does, but
+ * a PythonFloat (a JSON `1.0`) becomes a float, which Python prints as `1.0`.
+ */
+function toTemplateValue (input: unknown): Value {
+  if (typeof input === 'object' && input !== null) {
+    if (input instanceof PythonFloat) return makeFloat(input.value)
+    if (Array.isArray(input)) return makeList(input.map(toTemplateValue))
+    const entries = new Map<string, Value>()
+    for (const key of Object.keys(input)) entries.set(key, toTemplateValue((input as Record<string, unknown>)[key]))
+    return makeDict(entries)
+  }
+  switch (typeof input) {
+    case 'string': return makeString(input)
+    case 'number': return Number.isInteger(input) ? makeInteger(input) : makeFloat(input)
+    case 'boolean': return makeBoolean(input)
+    case 'undefined': return makeUndefined()
+    default:
+      if (input === null) return makeNone()
+      // Anything else (functions, ...): the library's own conversion.
+      return new Environment().set('value', input)
+  }
+}
+
 /** Renders with the variables (in order: later names win) on top of the jinja2 globals. */
 export function renderJinja (compiled: CompiledJinja, variables: Iterable<[string, unknown]>, options: RenderOptions): string {
   const scope = new Environment(globalEnvironment(options))
   for (const [name, value] of variables) {
-    scope.variables.delete(name) // render variables shadow globals such as `namespace`
-    scope.set(name, value)
+    // Render variables shadow globals such as `namespace`.
+    scope.variables.set(name, toTemplateValue(value))
   }
   const result = new PythonInterpreter(scope).run(compiled.program)
   return stringOf(result)

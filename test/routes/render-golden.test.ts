@@ -15,7 +15,8 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { postJson, SHARED, startGateway } from '../helpers/gateway.js'
+import { SHARED, startGateway } from '../helpers/gateway.js'
+import { markPythonFloats } from '../../src/templates/python-json.js'
 
 const TEMPLATES = new URL('chat-templates/', SHARED)
 
@@ -41,6 +42,19 @@ async function readJson<T> (path: string | URL): Promise<T> {
   return JSON.parse(await readFile(path, 'utf8')) as T
 }
 
+/**
+ * The cases file, with each integral float (`1.0`) kept as written: JSON.parse
+ * would make it 1, but Python reads a float, and the request must carry `1.0`.
+ * Such numbers are parsed as marker strings, which `toJsonText` writes back raw.
+ */
+async function readCases (path: string): Promise<{ value: unknown, toJsonText: (body: unknown) => string }> {
+  const text = await readFile(path, 'utf8')
+  const marked = markPythonFloats(text)
+  if (marked === undefined) return { value: JSON.parse(text), toJsonText: (body) => JSON.stringify(body) }
+  const marker = new RegExp(`"${marked.nonce}([^"]*)"`, 'g')
+  return { value: JSON.parse(marked.text), toJsonText: (body) => JSON.stringify(body).replace(marker, '$1') }
+}
+
 /** The body the case format maps to (render_reference.py's apply_chat_template call). */
 function requestBody (model: string, item: Case): Record<string, unknown> {
   const body: Record<string, unknown> = { model, messages: item.messages }
@@ -56,7 +70,8 @@ function requestBody (model: string, item: Case): Record<string, unknown> {
 test('POST /v1/chat/render agrees with the Python reference on every model × case', async (t) => {
   const casesPath = process.env.RENDER_CASES ?? fileURLToPath(new URL('cases.json', TEMPLATES))
   const goldenPath = process.env.RENDER_GOLDEN ?? fileURLToPath(new URL('golden.json', TEMPLATES))
-  const casesFile = await readJson<{ now?: string, cases: Case[] } | Case[]>(casesPath)
+  const { value, toJsonText } = await readCases(casesPath)
+  const casesFile = value as { now?: string, cases: Case[] } | Case[]
   const cases = Array.isArray(casesFile) ? casesFile : casesFile.cases
   const defaultNow = (Array.isArray(casesFile) ? undefined : casesFile.now) ?? '2025-01-15T12:00:00'
   const golden = await readJson<{ now?: string, results: Record<string, Record<string, GoldenResult>> }>(goldenPath)
@@ -103,7 +118,7 @@ test('POST /v1/chat/render agrees with the Python reference on every model × ca
           divergences.push(`${label}: not in the golden file`)
           return
         }
-        const response = await postJson(`${url}/v1/chat/render`, requestBody(model, item))
+        const response = await fetch(`${url}/v1/chat/render`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: toJsonText(requestBody(model, item)) })
         const body = await response.json() as { prompt?: string, error?: { message: string } }
         if (expected.error === undefined) {
           if (response.status === 200 && body.prompt === expected.output) agreeing++

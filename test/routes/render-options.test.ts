@@ -242,6 +242,24 @@ test('render options and message normalisation', async (t) => {
     assert.equal((await render({ model: 'probe', messages, chat_template_kwargs: { custom: '|custom' } })).prompt, `${probeOutput(messages)}|custom`)
   })
 
+  await t.test('rule: numbers written as floats (1.0) reach the template as Python floats as given, as plain numbers when normalising', async () => {
+    const body = '{"model": "probe", "messages": [{"role": "user", "content": "x: 1.0,", "score": 1.0}], ' +
+      '"tools": [{"type": "function", "function": {"name": "f", "parameters": {"minimum": -0.0, "maximum": 2e3, "step": 0.5, "count": 3}}}], "chat_template_kwargs": {"custom": 100.0}}'
+    const send = async (text: string, contentType = 'application/json'): Promise<{ status: number, prompt?: string, error?: { code: string } }> => {
+      const response = await fetch(`${url}/v1/chat/render`, { method: 'POST', headers: { 'content-type': contentType }, body: text })
+      return { status: response.status, ...await response.json() as object }
+    }
+    const tools = '[{"type": "function", "function": {"name": "f", "parameters": {"minimum": -0.0, "maximum": 2000.0, "step": 0.5, "count": 3}}}]'
+    assert.equal((await send(body)).prompt, `[{"role": "user", "content": "x: 1.0,", "score": 1.0}]\n${tools}\nnull\nTrue100.0`)
+    assert.equal((await send(body, 'application/json; charset=utf-8')).status, 200)
+    // Normalising reads numbers as /v1/chat/completions does (JavaScript numbers).
+    const normalised = await send(body.replace('{"model": "probe",', '{"model": "probe", "openai_normalization": true,').replace(', "score": 1.0', ''))
+    assert.equal(normalised.prompt, '[{"role": "user", "content": "x: 1.0,"}]\n[{"type": "function", "function": {"name": "f", "parameters": {"minimum": 0, "maximum": 2000, "step": 0.5, "count": 3}}}]\nnull\nTrue100')
+    const invalid = await send('{"model": "probe", "messages": [], "x": 1.0,}')
+    assert.equal(invalid.status, 400)
+    assert.equal(invalid.error?.code, 'invalid_json')
+  })
+
   await t.test('render validates the shape it accepts, naming the field', async () => {
     const cases: Array<[Record<string, unknown>, string]> = [
       [{ model: 'probe', messages: [{ content: 'no role' }] }, 'messages[0].role'],
