@@ -54,14 +54,12 @@ interface TemplateFields {
   templateName: string | undefined
 }
 
-/** chat_template_name, or its alias template_name; both given must agree. */
-function templateNameOf (request: ChatRenderRequest): string | undefined {
-  const name = request.chat_template_name ?? undefined
-  const alias = request.template_name ?? undefined
-  if (name !== undefined && alias !== undefined && name !== alias) {
-    throw invalidRequest('chat_template_name and template_name (its alias) name different templates', 'template_name')
+/** A render field given under its name or its case-file alias (template_name, kwargs); both given must agree. */
+function aliased<T> (value: T | null | undefined, alias: T | null | undefined, name: string, aliasName: string): T | undefined {
+  if (value !== undefined && value !== null && alias !== undefined && alias !== null && JSON.stringify(value) !== JSON.stringify(alias)) {
+    throw invalidRequest(`${name} and ${aliasName} (its alias) differ; give one of them`, aliasName)
   }
-  return name ?? alias
+  return value ?? alias ?? undefined
 }
 
 function renderTemplate (template: ChatTemplate, fields: TemplateFields): string {
@@ -108,15 +106,16 @@ export class ChatService {
    */
   async render (request: ChatRenderRequest, context: RequestContext = {}): Promise<{ model: string, prompt: string }> {
     const entry = this.#catalog.resolve(request.model)
-    const templateName = templateNameOf(request)
+    const templateName = aliased(request.chat_template_name, request.template_name, 'chat_template_name', 'template_name')
+    const kwargs = aliased(request.chat_template_kwargs, request.kwargs, 'chat_template_kwargs', 'kwargs')
     let prompt: string
     if (request.openai_normalization === true) {
       // Numbers as /v1/chat/completions reads them: its body has no PythonFloat.
-      const plain = withoutPythonFloats({ messages: request.messages, tools: request.tools, documents: request.documents, chat_template_kwargs: request.chat_template_kwargs })
+      const plain = withoutPythonFloats({ messages: request.messages, tools: request.tools, documents: request.documents, chat_template_kwargs: kwargs })
       prompt = await this.#renderPrompt(entry, { ...request, ...plain, ...asCompletionFields(plain.messages, plain.tools), chat_template_name: templateName }, context)
     } else {
       const template = await entry.template(context.clientToken)
-      prompt = renderTemplate(template, { ...request, templateName })
+      prompt = renderTemplate(template, { ...request, chat_template_kwargs: kwargs, templateName })
     }
     // After rendering: in single-model mode the id is known once TGI named its model.
     return { model: entry.id, prompt }

@@ -161,8 +161,9 @@ export const chatRenderRequestSchema = z.object({
   add_generation_prompt: z.boolean().nullish().describe('Default true.'),
   continue_final_message: z.boolean().nullish().describe('Continue the final message; needs add_generation_prompt: false.'),
   chat_template_name: templateNameSchema,
-  template_name: templateNameSchema.describe('Alias of chat_template_name (the name transformers\' tests and the case files use).'),
+  template_name: templateNameSchema.describe('Alias of chat_template_name (the name the case files use).'),
   chat_template_kwargs: boundedJson.nullish().describe('Extra template variables (transformers\' **kwargs), e.g. {"enable_thinking": false}.'),
+  kwargs: boundedJson.nullish().describe('Alias of chat_template_kwargs (the name the case files use).'),
   openai_normalization: z.boolean().nullish().describe(
     'false (default): render the messages, tools and documents exactly as given, like Python\'s apply_chat_template. ' +
     'true: validate and normalise them as /v1/chat/completions does (developer → system, text parts joined or kept per template, ' +

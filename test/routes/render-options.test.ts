@@ -240,6 +240,11 @@ test('render options and message normalisation', async (t) => {
     assert.equal(thinkingOff.prompt, '<|im_start|>user\n1+1?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n')
     assert.equal((await completionPrompt({ model: 'qwen3', messages, chat_template_kwargs: { enable_thinking: false } })).prompt, thinkingOff.prompt)
     assert.equal((await render({ model: 'probe', messages, chat_template_kwargs: { custom: '|custom' } })).prompt, `${probeOutput(messages)}|custom`)
+    // `kwargs`, the case files' name, is an alias on render.
+    assert.equal((await render({ model: 'probe', messages, kwargs: { custom: '|custom' } })).prompt, `${probeOutput(messages)}|custom`)
+    const conflict = await render({ model: 'probe', messages, kwargs: { custom: 'a' }, chat_template_kwargs: { custom: 'b' } })
+    assert.equal(conflict.status, 400)
+    assert.equal(conflict.error?.param, 'kwargs')
   })
 
   await t.test('rule: numbers written as floats (1.0) reach the template as Python floats as given, as plain numbers when normalising', async () => {
