@@ -8,6 +8,7 @@ import { dirname, isAbsolute, join, resolve } from 'node:path'
 import { homedir } from 'node:os'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
+import { TOOL_CALL_PARSER_NAMES } from './chat/tool-calls/index.js'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
@@ -35,6 +36,7 @@ const modelEntryBase = {
   model: z.string().min(1).max(200).optional(),
   token: z.string().min(1).optional(),
   special_tokens: z.record(z.string(), z.string()).optional(),
+  tool_parser: z.enum(TOOL_CALL_PARSER_NAMES as [string, ...string[]]).optional(),
   chat_template: z.string().min(1).optional(),
   chat_template_file: z.string().min(1).optional(),
   defaults: generationDefaultsSchema.optional(),
@@ -136,6 +138,8 @@ export interface ModelConfig {
   upstreamToken?: string
   /** bos_token, eos_token, ... overriding (or, offline, replacing) the Hub's tokenizer_config. */
   specialTokens?: Record<string, string>
+  /** Tool-call parser override (models-file `tool_parser`); else detected from the template. */
+  toolParser?: string
   chatTemplate?: string
   chatTemplateFile?: string
   defaults: GenerationDefaults
@@ -246,6 +250,7 @@ export async function loadConfig (environment: Record<string, string | undefined
       hubToken: entry.token ?? hfToken,
       upstreamToken: entry.backend === 'tgi' ? entry.token : entry.token ?? hfToken,
       specialTokens: entry.special_tokens,
+      toolParser: entry.tool_parser,
       chatTemplate: entry.chat_template,
       chatTemplateFile: entry.chat_template_file === undefined
         ? undefined

@@ -18,6 +18,8 @@ export interface GenerationParameters {
   repetitionPenalty?: number
   typicalP?: number
   truncate?: number
+  /** Constrained generation (TGI's `grammar`); only for backends with supportsGrammar. */
+  grammar?: { type: 'json', value: unknown }
   /** Stop sequences the upstream should apply itself (already capped to its limit). */
   stop: string[]
 }
@@ -73,6 +75,8 @@ export interface Backend {
   readonly kind: string
   /** A short description for logs and /ready (never includes tokens). */
   readonly description: string
+  /** Whether GenerationParameters.grammar is honoured (TGI's native routes). */
+  readonly supportsGrammar: boolean
   generate (request: GenerationRequest, signal: AbortSignal): Promise<GenerationResult>
   /**
    * Opens the upstream stream. The returned promise settles once the upstream has

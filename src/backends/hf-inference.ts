@@ -92,6 +92,8 @@ function usageOf (body: Record<string, unknown>): { promptTokens?: number, gener
 export class HfInferenceBackend implements Backend {
   readonly kind: 'endpoint' | 'hub'
   readonly description: string
+  // TGI's OpenAI-style completions route has no grammar field.
+  readonly supportsGrammar = false
   readonly #options: HfInferenceBackendOptions
   readonly #fetch: typeof globalThis.fetch
   readonly #sleep: (ms: number, signal: AbortSignal) => Promise<void>

@@ -38,6 +38,7 @@ const FINISH_REASONS = new Set<string>(['length', 'eos_token', 'stop_sequence'])
 
 export class TgiBackend implements Backend {
   readonly kind = 'tgi'
+  readonly supportsGrammar = true
   readonly description: string
   readonly #baseUrl: string
   readonly #headers: Record<string, string>
@@ -194,6 +195,7 @@ export function toTgiParameters (parameters: GenerationParameters): Record<strin
     typical_p: parameters.typicalP,
     truncate: parameters.truncate,
     stop: parameters.stop.length > 0 ? parameters.stop : undefined,
+    grammar: parameters.grammar,
     details: true
   }
 }

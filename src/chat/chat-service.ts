@@ -11,6 +11,10 @@ import { asCompletionFields, toTemplateMessages, type TemplateMessage } from './
 import type { ChatTemplate } from '../templates/chat-template.js'
 import { withoutPythonFloats } from '../templates/python-json.js'
 import { planGeneration } from './generation-parameters.js'
+import { planTools, withGenericToolPrompt, type ToolPlan } from './tool-planning.js'
+import { AnswerStream, parseAnswer, type AnswerEvent, type AnswerPlan } from './answer-parser.js'
+import { detectReasoning } from './tool-calls/index.js'
+import { TemplateRenderError } from '../errors.js'
 import { StopSequenceMatcher, applyStopSequences } from './stop-sequences.js'
 import { createDeadline, type Deadline } from './deadline.js'
 import { ChunkEncoder, SSE_DONE, sseError } from '../streaming/chunks.js'
@@ -122,27 +126,55 @@ export class ChatService {
   }
 
   /** OpenAI messages, normalised for the template that will render them (its content format). */
-  async #renderPrompt (entry: ModelEntry, request: PromptFields, context: RequestContext = {}): Promise<string> {
+  async #renderPrompt (entry: ModelEntry, request: PromptFields, context: RequestContext = {}, tools?: ToolPlan): Promise<string> {
     const template = await entry.template(context.clientToken)
     const templateName = request.chat_template_name ?? undefined
-    const contentFormat = template.contentFormat({ templateName, tools: request.tools })
-    return renderTemplate(template, { ...request, messages: toTemplateMessages(request.messages, contentFormat), templateName })
+    const templateTools = tools === undefined ? request.tools : tools.templateTools
+    const contentFormat = template.contentFormat({ templateName, tools: templateTools })
+    const messages = toTemplateMessages(request.messages, contentFormat)
+    if (tools?.genericPrompt !== true || request.tools === undefined || request.tools === null) {
+      return renderTemplate(template, { ...request, tools: templateTools, messages, templateName })
+    }
+    const prompted = withGenericToolPrompt(messages, request.tools)
+    try {
+      return renderTemplate(template, { ...request, tools: null, messages: prompted, templateName })
+    } catch (error) {
+      // Some templates refuse a system role (Gemma): give the instructions with the first user turn instead.
+      if (!(error instanceof TemplateRenderError) || prompted[0]?.role !== 'system' || messages[0]?.role === 'system') throw error
+      const [instructions, ...rest] = prompted
+      const firstUser = rest.findIndex((message) => message.role === 'user')
+      if (firstUser === -1) throw error
+      rest[firstUser] = { ...rest[firstUser], content: `${String(instructions!.content)}\n\n${String(rest[firstUser]!.content ?? '')}` }
+      return renderTemplate(template, { ...request, tools: null, messages: rest, templateName })
+    }
   }
 
-  async #prepare (request: ChatCompletionRequest, context: RequestContext): Promise<{ entry: ModelEntry, generation: GenerationRequest, stops: string[], gatewayOnlyStops: boolean }> {
+  async #prepare (request: ChatCompletionRequest, context: RequestContext): Promise<{ entry: ModelEntry, generation: GenerationRequest, stops: string[], gatewayOnlyStops: boolean, answer: AnswerPlan, singleCall: boolean }> {
     const entry = this.#catalog.resolve(request.model)
-    const prompt = await this.#renderPrompt(entry, request, context)
+    const template = await entry.template(context.clientToken)
+    const tools = planTools(request, {
+      templateSupportsTools: template.supportsTools,
+      templateSource: template.sourceText,
+      configuredParser: entry.config.toolParser,
+      supportsGrammar: entry.backend.supportsGrammar,
+      backendKind: entry.backend.kind
+    })
+    const prompt = await this.#renderPrompt(entry, request, context, tools)
     const plan = planGeneration(request, entry.config.defaults, entry.maxStopSequences)
+    if (tools.grammar !== undefined) plan.parameters.grammar = tools.grammar
+    const reasoning = detectReasoning(template.sourceText, prompt)
     return {
       entry,
       generation: { prompt, parameters: plan.parameters, clientToken: context.clientToken },
       stops: plan.stops,
-      gatewayOnlyStops: plan.gatewayOnlyStops
+      gatewayOnlyStops: plan.gatewayOnlyStops,
+      answer: { ...tools.answer, reasoning: reasoning.enabled ? { startsInside: reasoning.startsInside } : undefined },
+      singleCall: tools.singleCall
     }
   }
 
   async complete (request: ChatCompletionRequest, clientSignal: AbortSignal, context: RequestContext = {}): Promise<ChatCompletion> {
-    const { entry, generation, stops, gatewayOnlyStops } = await this.#prepare(request, context)
+    const { entry, generation, stops, gatewayOnlyStops, answer, singleCall } = await this.#prepare(request, context)
     const created = Math.floor(this.#clock() / 1000)
     const started = performance.now()
     const deadline = createDeadline(clientSignal, entry.config.timeoutMs, entry.config.timeoutMs)
@@ -165,12 +197,23 @@ export class ChatService {
       }
       outcome = 'ok'
       if (usage !== undefined) this.#metrics?.generatedTokens.inc({ model: entry.id }, usage.completion_tokens)
+      const message: ChatCompletion['choices'][number]['message'] = { role: 'assistant', content: text, refusal: null }
+      if (answer.reasoning !== undefined || answer.toolParser !== undefined || answer.forcedCall === true) {
+        const parsed = parseAnswer(text, answer)
+        const calls = singleCall ? parsed.toolCalls.slice(0, 1) : parsed.toolCalls
+        message.content = parsed.content
+        if (parsed.reasoning !== null) message.reasoning_content = parsed.reasoning
+        if (calls.length > 0) {
+          message.tool_calls = calls.map((call) => ({ id: call.id, type: 'function' as const, function: { name: call.name, arguments: call.arguments } }))
+          finishReason = 'tool_calls'
+        }
+      }
       const completion: ChatCompletion = {
         id: newCompletionId(),
         object: 'chat.completion',
         created,
         model: entry.id,
-        choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: finishReason }]
+        choices: [{ index: 0, message, logprobs: null, finish_reason: finishReason }]
       }
       if (usage !== undefined) completion.usage = usage
       return completion
@@ -220,7 +263,7 @@ export class ChatService {
    */
   async stream (request: ChatCompletionRequest, clientSignal: AbortSignal, context: RequestContext = {}): Promise<ChatStream> {
     const requestStarted = performance.now()
-    const { entry, generation, stops } = await this.#prepare(request, context)
+    const { entry, generation, stops, answer, singleCall } = await this.#prepare(request, context)
     const deadline = createDeadline(clientSignal, entry.config.timeoutMs, entry.config.firstTokenTimeoutMs)
     const model = entry.id
     let iterator: AsyncIterator<TokenDelta>
@@ -237,7 +280,7 @@ export class ChatService {
     this.#metrics?.timeToFirstToken.observe({ model }, (performance.now() - requestStarted) / 1000)
     const encoder = new ChunkEncoder(newCompletionId(), Math.floor(this.#clock() / 1000), model)
     const includeUsage = request.stream_options?.include_usage === true
-    return { model, frames: this.#frames({ entry, generation, stops, deadline, iterator, first, encoder, includeUsage }) }
+    return { model, frames: this.#frames({ entry, generation, stops, deadline, iterator, first, encoder, includeUsage, answer: new AnswerStream(answer), singleCall }) }
   }
 
   async * #frames (state: {
@@ -249,8 +292,25 @@ export class ChatService {
     first: IteratorResult<TokenDelta>
     encoder: ChunkEncoder
     includeUsage: boolean
+    answer: AnswerStream
+    singleCall: boolean
   }): AsyncGenerator<string> {
-    const { entry, deadline, iterator, encoder } = state
+    const { entry, deadline, iterator, encoder, answer } = state
+    let toolCalls = 0
+    // Answer events → SSE frames (content, reasoning, tool-call deltas).
+    const framesOf = (events: AnswerEvent[]): string[] => {
+      const frames: string[] = []
+      for (const event of events) {
+        if (event.type === 'content') frames.push(encoder.content(event.text))
+        else if (event.type === 'reasoning') frames.push(encoder.reasoning(event.text))
+        else if (state.singleCall && event.index > 0) continue
+        else if (event.type === 'tool_call') {
+          toolCalls++
+          frames.push(encoder.toolCallStart(event.index, event.id, event.name))
+        } else frames.push(encoder.toolCallArguments(event.index, event.text))
+      }
+      return frames
+    }
     const model = entry.id
     const matcher = new StopSequenceMatcher(state.stops)
     const started = performance.now()
@@ -266,7 +326,10 @@ export class ChatService {
         if (delta.text !== '' || delta.end === undefined) tokens++
         if (!delta.special) {
           const released = matcher.push(delta.text)
-          if (released !== '') yield encoder.content(released)
+          if (released !== '') {
+            if (answer.passthrough) yield encoder.content(released)
+            else yield * framesOf(answer.push(released))
+          }
         }
         end = delta.end
         if (matcher.stopped || end !== undefined) break
@@ -278,12 +341,16 @@ export class ChatService {
         deadline.cancel()
       } else if (!matcher.stopped) {
         const rest = matcher.flush()
-        if (rest !== '') yield encoder.content(rest)
+        if (rest !== '') {
+          if (answer.passthrough) yield encoder.content(rest)
+          else yield * framesOf(answer.push(rest))
+        }
       }
       if (end === undefined && !matcher.stopped) {
         throw new ServiceError('Upstream stream ended before the generation finished', { statusCode: 502, type: 'server_error', code: 'upstream_stream_broken' })
       }
-      yield encoder.finish(mapFinishReason(end?.finishReason ?? 'stop_sequence', matcher.stopped))
+      if (!answer.passthrough) yield * framesOf(answer.finish())
+      yield encoder.finish(toolCalls > 0 ? 'tool_calls' : mapFinishReason(end?.finishReason ?? 'stop_sequence', matcher.stopped))
       const promptTokens = end?.promptTokens ?? await this.#countPromptTokens(entry.backend, state.generation, AbortSignal.timeout(5000))
       const usage = toUsage(promptTokens, end?.generatedTokens ?? tokens)
       if (state.includeUsage && usage !== undefined) yield encoder.usage(usage)

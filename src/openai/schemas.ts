@@ -101,7 +101,19 @@ export const chatCompletionRequestSchema = z.object({
   tool_choice: z.union([z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), function: z.object({ name: z.string() }) })]).nullish(),
   parallel_tool_calls: z.boolean().nullish(),
   logprobs: z.literal(false).nullish().describe('Log probabilities are not supported yet.'),
-  response_format: z.object({ type: z.literal('text') }).nullish().describe('Only `text` for now.'),
+  response_format: z.discriminatedUnion('type', [
+    z.object({ type: z.literal('text') }),
+    z.object({ type: z.literal('json_object') }),
+    z.object({
+      type: z.literal('json_schema'),
+      json_schema: z.object({
+        name: z.string().min(1).max(64),
+        description: z.string().optional(),
+        schema: boundedJson.optional(),
+        strict: z.boolean().nullish()
+      })
+    })
+  ]).nullish().describe('`json_object` and `json_schema` constrain generation with TGI\'s JSON grammar (tgi backend only).'),
   // Extensions (TGI / vLLM / transformers names).
   top_k: z.number().int().min(1).nullish(),
   repetition_penalty: z.number().gt(0).nullish(),
@@ -194,7 +206,9 @@ export const chatCompletionSchema = z.object({
     message: z.object({
       role: z.literal('assistant'),
       content: z.string().nullable(),
-      refusal: z.null()
+      refusal: z.null(),
+      tool_calls: z.array(toolCallSchema).optional(),
+      reasoning_content: z.string().optional().describe('What a reasoning model wrote inside <think>...</think> (an extension, as vLLM and DeepSeek name it).')
     }),
     logprobs: z.null(),
     finish_reason: finishReasonSchema
@@ -211,7 +225,17 @@ export const chatCompletionChunkSchema = z.object({
   system_fingerprint: z.string().optional(),
   choices: z.array(z.object({
     index: z.number().int(),
-    delta: z.object({ role: z.literal('assistant').optional(), content: z.string().nullish() }),
+    delta: z.object({
+      role: z.literal('assistant').optional(),
+      content: z.string().nullish(),
+      reasoning_content: z.string().optional(),
+      tool_calls: z.array(z.object({
+        index: z.number().int(),
+        id: z.string().optional(),
+        type: z.literal('function').optional(),
+        function: z.object({ name: z.string().optional(), arguments: z.string().optional() })
+      })).optional()
+    }),
     logprobs: z.null(),
     finish_reason: finishReasonSchema.nullable()
   })),

@@ -25,6 +25,22 @@ export class ChunkEncoder {
     return this.#contentPrefix + JSON.stringify(text) + ChunkEncoder.#contentSuffix
   }
 
+  /** A reasoning model's thinking (`delta.reasoning_content`). */
+  reasoning (text: string): string {
+    return `${this.#prefix}[{"index":0,"delta":{"reasoning_content":${JSON.stringify(text)}},"logprobs":null,"finish_reason":null}]}\n\n`
+  }
+
+  /** The first delta of a tool call: index, id, type and name, with empty arguments (as OpenAI streams them). */
+  toolCallStart (index: number, id: string, name: string): string {
+    const call = `{"index":${index},"id":${JSON.stringify(id)},"type":"function","function":{"name":${JSON.stringify(name)},"arguments":""}}`
+    return `${this.#prefix}[{"index":0,"delta":{"tool_calls":[${call}]},"logprobs":null,"finish_reason":null}]}\n\n`
+  }
+
+  /** Later deltas of a tool call: argument JSON fragments. */
+  toolCallArguments (index: number, text: string): string {
+    return `${this.#prefix}[{"index":0,"delta":{"tool_calls":[{"index":${index},"function":{"arguments":${JSON.stringify(text)}}}]},"logprobs":null,"finish_reason":null}]}\n\n`
+  }
+
   finish (reason: FinishReason): string {
     return `${this.#prefix}[{"index":0,"delta":{},"logprobs":null,"finish_reason":"${reason}"}]}\n\n`
   }

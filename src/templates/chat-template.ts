@@ -69,6 +69,11 @@ export class ChatTemplate {
     this.#now = now
   }
 
+  /** Every named template's text, joined: what tool-call and reasoning detection read. */
+  get sourceText (): string {
+    return Array.from(new Set(this.#templates.values()), (compiled) => compiled.source).join('\n')
+  }
+
   /** Total Jinja parses in this process: constant across render() calls, which never recompile. */
   static get parseCount (): number {
     return jinjaParseCount()

@@ -199,6 +199,11 @@ test('serverless 404, 429 and unsupported parameters', async (t) => {
   const topK = await postJson(`${world.url}/v1/chat/completions`, { model: ZEPHYR, messages: ZEPHYR_MESSAGES, top_k: 5 })
   assert.equal(topK.status, 400)
   assert.equal((await topK.json()).error.param, 'top_k')
+  // No grammar on the OpenAI-style route: constrained answers are refused up front.
+  const json = await postJson(`${world.url}/v1/chat/completions`, { model: ZEPHYR, messages: ZEPHYR_MESSAGES, response_format: { type: 'json_object' } })
+  assert.equal(json.status, 400)
+  assert.equal((await json.json()).error.param, 'response_format')
+  assert.equal(world.router.requests.length, before)
 })
 
 test('hosted backends: stops applied by the gateway, client abort cancels upstream, stream errors mapped', async (t) => {
