@@ -5,7 +5,7 @@
  * remaining content. The same machinery serves whole answers and streams, so a
  * streamed answer concatenates to the non-streamed one.
  */
-import { ReasoningStream, createToolCallParser, type ParsedToolCall, type ToolCallParser, type ToolCallStream, type ToolStreamEvent } from './tool-calls/index.js'
+import { ReasoningStream, type ParsedToolCall, type ToolCallParser, type ToolCallStream, type ToolStreamEvent } from './tool-calls/index.js'
 import { newToolCallId } from './tool-calls/ids.js'
 
 export interface AnswerPlan {
@@ -108,8 +108,4 @@ function forcedCallEvents (text: string): AnswerEvent[] {
     { type: 'tool_call', index: 0, id, name: call.name },
     { type: 'tool_call_arguments', index: 0, text: typeof argumentsValue === 'string' ? argumentsValue : JSON.stringify(argumentsValue) }
   ]
-}
-
-export function toolParserFor (name: string): ToolCallParser {
-  return createToolCallParser(name)
 }
