@@ -1,7 +1,9 @@
-import { Readable } from 'node:stream'
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod'
 import { chatCompletionChunkSchema, chatCompletionRequestSchema, chatCompletionSchema, errorBodySchema } from '../../src/openai/schemas.js'
 import { ClientAbortError } from '../../src/errors.js'
+import { writeFrames } from '../../src/streaming/sse-writer.js'
+
+const SSE_HEADERS = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no' }
 
 const chatCompletionsRoute: FastifyPluginAsyncZod = async (app) => {
   app.post('/chat/completions', {
@@ -32,12 +34,11 @@ const chatCompletionsRoute: FastifyPluginAsyncZod = async (app) => {
       if (request.body.stream === true) {
         const stream = await app.chatService.stream(request.body, controller.signal, context)
         request.modelLabel = stream.model
+        // Written straight to the socket, batched per event-loop turn (see sse-writer).
+        reply.hijack()
+        reply.raw.writeHead(200, SSE_HEADERS)
+        await writeFrames(stream.frames, reply.raw)
         return reply
-          .header('content-type', 'text/event-stream; charset=utf-8')
-          .header('cache-control', 'no-cache')
-          .header('x-accel-buffering', 'no')
-          // The typed reply expects the JSON schema's shape; a stream body is sent as is.
-          .send(Readable.from(stream.frames, { objectMode: false }) as never)
       }
       const completion = await app.chatService.complete(request.body, controller.signal, context)
       request.modelLabel = completion.model

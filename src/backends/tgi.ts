@@ -30,7 +30,9 @@ export interface TgiBackendOptions {
 let sharedAgent: Agent | undefined
 /** One keep-alive pool per process; timeouts are enforced by the caller's signal. */
 export function defaultDispatcher (): Agent {
-  sharedAgent ??= new Agent({ keepAliveTimeout: 30_000, headersTimeout: 0, bodyTimeout: 0, connections: 512, pipelining: 1 })
+  // No connection cap: TGI queues and batches requests itself, and a cap here
+  // queued slow streams behind each other (1000 concurrent streams in the bench).
+  sharedAgent ??= new Agent({ keepAliveTimeout: 30_000, headersTimeout: 0, bodyTimeout: 0, pipelining: 1 })
   return sharedAgent
 }
 
