@@ -30,6 +30,9 @@ import chatRenderRoute from '../routes/v1/chat-render.js'
 
 export const VERSION = '0.1.0'
 
+/** Log paths whose values are never written (tokens, API keys). */
+export const LOG_REDACT = ['req.headers.authorization', 'headers.authorization']
+
 export interface AppOverrides {
   /** Replaces the backend factory (e.g. an in-memory backend). */
   createBackend?: (model: ModelConfig) => Backend
@@ -52,7 +55,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   const app = Fastify({
     ...(overrides.loggerInstance !== undefined
       ? { loggerInstance: overrides.loggerInstance }
-      : { logger: overrides.logger ?? { level: config.logLevel, redact: ['req.headers.authorization', 'headers.authorization'] } }),
+      : { logger: overrides.logger ?? { level: config.logLevel, redact: LOG_REDACT } }),
     bodyLimit: config.bodyLimitBytes,
     // Streams may run for minutes; timeouts are the upstream deadlines' job.
     requestTimeout: 0,

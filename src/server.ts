@@ -2,8 +2,9 @@
  * The process entry point, and the only file that reads process.env: load the
  * config, build the app, listen, and close gracefully on SIGINT/SIGTERM.
  */
+import pino from 'pino'
 import { ConfigError, loadConfig } from './config.js'
-import { buildApp } from './app.js'
+import { buildApp, LOG_REDACT } from './app.js'
 
 async function main (): Promise<void> {
   let config
@@ -16,7 +17,12 @@ async function main (): Promise<void> {
     }
     throw error
   }
-  const app = await buildApp(config)
+  // Asynchronous, buffered stdout: a synchronous write per log line costs every
+  // request a syscall. flushSync() on exit keeps the last lines.
+  const destination = pino.destination({ dest: 1, sync: false, minLength: 4096 })
+  const logger = pino({ level: config.logLevel, redact: LOG_REDACT }, destination)
+  const app = await buildApp(config, { loggerInstance: logger })
+  process.once('exit', () => { try { destination.flushSync() } catch {} })
   let closing = false
   const close = (signal: string): void => {
     if (closing) return

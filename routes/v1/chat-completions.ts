@@ -26,13 +26,13 @@ const chatCompletionsRoute: FastifyPluginAsyncZod = async (app) => {
     // Aborts the upstream request when the client goes away before the answer is complete.
     const controller = new AbortController()
     reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished) controller.abort()
+      if (!reply.raw.writableFinished) controller.abort(new ClientAbortError())
     })
     request.modelLabel = request.body.model
     const context = { clientToken: app.clientTokenOf(request) }
     try {
       if (request.body.stream === true) {
-        const stream = await app.chatService.stream(request.body, controller.signal, context)
+        const stream = await app.chatService.stream(request.body, controller, context)
         request.modelLabel = stream.model
         // Written straight to the socket, batched per event-loop turn (see sse-writer).
         reply.hijack()
@@ -40,7 +40,7 @@ const chatCompletionsRoute: FastifyPluginAsyncZod = async (app) => {
         await writeFrames(stream.frames, reply.raw)
         return reply
       }
-      const completion = await app.chatService.complete(request.body, controller.signal, context)
+      const completion = await app.chatService.complete(request.body, controller, context)
       request.modelLabel = completion.model
       return completion
     } catch (error) {

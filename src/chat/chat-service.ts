@@ -84,6 +84,19 @@ function renderTemplate (template: ChatTemplate, fields: TemplateFields): string
   })
 }
 
+/** Whether a template's model thinks in <think> blocks: read once per template, not per request. */
+const thinkingTemplates = new WeakMap<ChatTemplate, boolean>()
+function reasoningOf (template: ChatTemplate, prompt: string): { enabled: boolean, startsInside: boolean } {
+  let thinks = thinkingTemplates.get(template)
+  if (thinks === undefined) {
+    thinks = detectReasoning(template.sourceText, '').enabled
+    thinkingTemplates.set(template, thinks)
+  }
+  // The generation prompt may already open the block (DeepSeek-R1, QwQ): the answer starts inside it.
+  const startsInside = prompt.endsWith('<think>\n') || prompt.endsWith('<think>')
+  return { enabled: thinks || startsInside, startsInside }
+}
+
 export function mapFinishReason (reason: UpstreamFinishReason, stoppedByGateway: boolean): FinishReason {
   if (stoppedByGateway) return 'stop'
   return reason === 'length' ? 'length' : 'stop'
@@ -162,7 +175,7 @@ export class ChatService {
     const prompt = await this.#renderPrompt(entry, request, context, tools)
     const plan = planGeneration(request, entry.config.defaults, entry.maxStopSequences)
     if (tools.grammar !== undefined) plan.parameters.grammar = tools.grammar
-    const reasoning = detectReasoning(template.sourceText, prompt)
+    const reasoning = reasoningOf(template, prompt)
     return {
       entry,
       generation: { prompt, parameters: plan.parameters, clientToken: context.clientToken },
@@ -173,11 +186,16 @@ export class ChatService {
     }
   }
 
-  async complete (request: ChatCompletionRequest, clientSignal: AbortSignal, context: RequestContext = {}): Promise<ChatCompletion> {
+  /**
+   * `abort` is the request's controller: the HTTP layer aborts it (with a
+   * ClientAbortError) when the client goes away; timeouts and gateway-side
+   * stops abort it too.
+   */
+  async complete (request: ChatCompletionRequest, abort: AbortController, context: RequestContext = {}): Promise<ChatCompletion> {
     const { entry, generation, stops, gatewayOnlyStops, answer, singleCall } = await this.#prepare(request, context)
     const created = Math.floor(this.#clock() / 1000)
     const started = performance.now()
-    const deadline = createDeadline(clientSignal, entry.config.timeoutMs, entry.config.timeoutMs)
+    const deadline = createDeadline(abort, entry.config.timeoutMs, entry.config.timeoutMs)
     let outcome = 'error'
     try {
       let text: string
@@ -196,7 +214,7 @@ export class ChatService {
         usage = toUsage(result.promptTokens, result.generatedTokens)
       }
       outcome = 'ok'
-      if (usage !== undefined) this.#metrics?.generatedTokens.inc({ model: entry.id }, usage.completion_tokens)
+      if (usage !== undefined) this.#metrics?.forModel(entry.id).generatedTokens.inc(usage.completion_tokens)
       const message: ChatCompletion['choices'][number]['message'] = { role: 'assistant', content: text, refusal: null }
       if (answer.reasoning !== undefined || answer.toolParser !== undefined || answer.forcedCall === true) {
         const parsed = parseAnswer(text, answer)
@@ -221,7 +239,7 @@ export class ChatService {
       throw abortReasonOr(deadline.signal, error)
     } finally {
       deadline.dispose()
-      this.#metrics?.upstreamLatency.observe({ model: entry.id, outcome }, (performance.now() - started) / 1000)
+      this.#metrics?.forModel(entry.id).upstreamLatency(outcome).observe((performance.now() - started) / 1000)
     }
   }
 
@@ -261,10 +279,10 @@ export class ChatService {
    * validation error) rejects this promise, so the client gets a proper HTTP
    * status; after that, failures become an SSE error frame.
    */
-  async stream (request: ChatCompletionRequest, clientSignal: AbortSignal, context: RequestContext = {}): Promise<ChatStream> {
+  async stream (request: ChatCompletionRequest, abort: AbortController, context: RequestContext = {}): Promise<ChatStream> {
     const requestStarted = performance.now()
     const { entry, generation, stops, answer, singleCall } = await this.#prepare(request, context)
-    const deadline = createDeadline(clientSignal, entry.config.timeoutMs, entry.config.firstTokenTimeoutMs)
+    const deadline = createDeadline(abort, entry.config.timeoutMs, entry.config.firstTokenTimeoutMs)
     const model = entry.id
     let iterator: AsyncIterator<TokenDelta>
     let first: IteratorResult<TokenDelta>
@@ -277,7 +295,7 @@ export class ChatService {
       throw abortReasonOr(deadline.signal, error)
     }
     deadline.firstTokenArrived()
-    this.#metrics?.timeToFirstToken.observe({ model }, (performance.now() - requestStarted) / 1000)
+    this.#metrics?.forModel(model).timeToFirstToken.observe((performance.now() - requestStarted) / 1000)
     const encoder = new ChunkEncoder(newCompletionId(), Math.floor(this.#clock() / 1000), model)
     const includeUsage = request.stream_options?.include_usage === true
     return { model, frames: this.#frames({ entry, generation, stops, deadline, iterator, first, encoder, includeUsage, answer: new AnswerStream(answer), singleCall }) }
@@ -317,7 +335,7 @@ export class ChatService {
     let tokens = 0
     let end: GenerationEnd | undefined
     let outcome = 'cancelled'
-    this.#metrics?.inFlightStreams.inc({ model })
+    this.#metrics?.forModel(model).inFlightStreams.inc()
     try {
       yield encoder.role()
       let result = state.first
@@ -354,7 +372,7 @@ export class ChatService {
       const promptTokens = end?.promptTokens ?? await this.#countPromptTokens(entry.backend, state.generation, AbortSignal.timeout(5000))
       const usage = toUsage(promptTokens, end?.generatedTokens ?? tokens)
       if (state.includeUsage && usage !== undefined) yield encoder.usage(usage)
-      this.#metrics?.generatedTokens.inc({ model }, end?.generatedTokens ?? tokens)
+      this.#metrics?.forModel(model).generatedTokens.inc(end?.generatedTokens ?? tokens)
       outcome = 'ok'
       yield SSE_DONE
     } catch (error) {
@@ -373,8 +391,8 @@ export class ChatService {
         await iterator.return?.().catch(() => {})
       }
       deadline.dispose()
-      this.#metrics?.inFlightStreams.dec({ model })
-      this.#metrics?.upstreamLatency.observe({ model, outcome }, (performance.now() - started) / 1000)
+      this.#metrics?.forModel(model).inFlightStreams.dec()
+      this.#metrics?.forModel(model).upstreamLatency(outcome).observe((performance.now() - started) / 1000)
     }
   }
 }

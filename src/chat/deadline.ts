@@ -1,7 +1,10 @@
 /**
- * One AbortSignal per upstream call that fires when the client goes away, when
- * no first token arrived in time, or when the whole generation ran too long.
- * The abort reason says which, so the caller can answer 504 or stay silent.
+ * Timers on the request's one AbortController: it aborts when the client goes
+ * away (the route does that, with a ClientAbortError), when no first token
+ * arrived in time, or when the whole generation ran too long. The abort reason
+ * says which, so the caller can answer 504 or stay silent. One controller per
+ * request, no extra listeners: abort signals were a tenth of the gateway's CPU
+ * per request in the benchmark's profile when each layer made its own.
  */
 import { ClientAbortError, upstreamTimeout } from '../errors.js'
 
@@ -14,11 +17,7 @@ export interface Deadline {
   dispose (): void
 }
 
-export function createDeadline (clientSignal: AbortSignal, totalMs: number, firstTokenMs: number): Deadline {
-  const controller = new AbortController()
-  const onClientAbort = (): void => controller.abort(new ClientAbortError())
-  if (clientSignal.aborted) onClientAbort()
-  else clientSignal.addEventListener('abort', onClientAbort, { once: true })
+export function createDeadline (controller: AbortController, totalMs: number, firstTokenMs: number): Deadline {
   const total = setTimeout(() => controller.abort(upstreamTimeout(`no complete reply within ${totalMs} ms`)), totalMs)
   let firstToken: NodeJS.Timeout | undefined = firstTokenMs < totalMs
     ? setTimeout(() => controller.abort(upstreamTimeout(`no first token within ${firstTokenMs} ms`)), firstTokenMs)
@@ -35,7 +34,6 @@ export function createDeadline (clientSignal: AbortSignal, totalMs: number, firs
     dispose () {
       clearTimeout(total)
       if (firstToken !== undefined) clearTimeout(firstToken)
-      clientSignal.removeEventListener('abort', onClientAbort)
     }
   }
 }

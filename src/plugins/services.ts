@@ -44,6 +44,6 @@ export default fp(async function services (app: FastifyInstance, options: Servic
   })
   app.decorateRequest('modelLabel', undefined)
   app.addHook('onResponse', async (request, reply) => {
-    options.metrics.requests.inc({ route: request.routeOptions.url ?? 'unmatched', model: request.modelLabel ?? '', status: String(reply.statusCode) })
+    options.metrics.countRequest(request.routeOptions.url ?? 'unmatched', request.modelLabel ?? '', reply.statusCode)
   })
 }, { name: 'services' })

@@ -56,6 +56,7 @@ export class ChatTemplate {
   readonly #isSingle: boolean
   readonly #specialTokens: Array<[string, string]>
   readonly #now: () => Date
+  #sourceText: string | undefined
 
   private constructor (templates: Map<string, CompiledJinja>, isSingle: boolean, specialTokens: SpecialTokens, now: () => Date) {
     this.#templates = templates
@@ -71,7 +72,8 @@ export class ChatTemplate {
 
   /** Every named template's text, joined: what tool-call and reasoning detection read. */
   get sourceText (): string {
-    return Array.from(new Set(this.#templates.values()), (compiled) => compiled.source).join('\n')
+    this.#sourceText ??= Array.from(new Set(this.#templates.values()), (compiled) => compiled.source).join('\n')
+    return this.#sourceText
   }
 
   /** Total Jinja parses in this process: constant across render() calls, which never recompile. */

@@ -1629,8 +1629,18 @@ function toTemplateValue (input: unknown): Value {
 }
 
 /** Renders with the variables (in order: later names win) on top of the jinja2 globals. */
+// The globals depend only on the clock; renders never write to them (every
+// render's own variables and `{% set %}`s live in a child scope), so one global
+// environment per clock is built once instead of per render.
+const globalEnvironments = new WeakMap<() => Date, Environment>()
+
 export function renderJinja (compiled: CompiledJinja, variables: Iterable<[string, unknown]>, options: RenderOptions): string {
-  const scope = new Environment(globalEnvironment(options))
+  let globals = globalEnvironments.get(options.now)
+  if (globals === undefined) {
+    globals = globalEnvironment(options)
+    globalEnvironments.set(options.now, globals)
+  }
+  const scope = new Environment(globals)
   for (const [name, value] of variables) {
     // Render variables shadow globals such as `namespace`.
     scope.variables.set(name, toTemplateValue(value))
