@@ -1,6 +1,6 @@
 // Shared helpers for the benchmark: /proc readers, percentiles, formatting.
 // Plain ESM JavaScript so it runs without a build step.
-import { readFileSync } from 'node:fs'
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs'
 
 /** Clock ticks per second for /proc/<pid>/stat (USER_HZ; 100 on every mainstream Linux build). */
 const CLOCK_TICKS = 100
@@ -80,4 +80,27 @@ export function table (header, rows, left = [0, 1]) {
 
 export function sleep (ms) {
   return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** Established TCP connections that process `pid` holds to 127.0.0.1:`port` (its upstream pool's size). */
+export function connectionsTo (pid, port) {
+  const inodes = new Set()
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const link = readlinkSync(`/proc/${pid}/fd/${fd}`)
+        if (link.startsWith('socket:[')) inodes.add(link.slice(8, -1))
+      } catch {}
+    }
+  } catch {
+    return NaN
+  }
+  const suffix = `:${port.toString(16).toUpperCase().padStart(4, '0')}`
+  let count = 0
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n')) {
+    const fields = line.trim().split(/\s+/)
+    // sl local_address rem_address st ... inode(9); state 01 = ESTABLISHED
+    if (fields.length > 9 && fields[3] === '01' && fields[2].endsWith(suffix) && inodes.has(fields[9])) count++
+  }
+  return count
 }

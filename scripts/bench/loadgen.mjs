@@ -1,7 +1,8 @@
 // Closed-loop HTTP load generator, run as its own process (fork, IPC) so it
 // never shares an event loop with a server under test. Each of `connections`
 // workers sends one request, waits for the whole answer, and sends the next,
-// over its own undici keep-alive Pool (one socket per worker). It uses undici's
+// over its own undici keep-alive Client (one socket per worker, all opened before
+// the warm-up starts). It uses undici's
 // low-level dispatch() handler (no Readable per response) to stay cheap.
 //
 // IPC in:  {type:'run', id, url, path, body, stream, expectChunks, connections, warmupMs, durationMs, drainMs, rampMs}
@@ -11,11 +12,12 @@
 // the measurement window; the success ratio and `startedStats` use every
 // request STARTED inside the window (in-flight ones are drained afterwards).
 import { performance, monitorEventLoopDelay } from 'node:perf_hooks'
-import { Pool } from 'undici'
+import { Client } from 'undici'
 import { summarise } from './lib.mjs'
 
 const CONTENT_MARK = '"delta":{"content":'
 const DONE_MARK = 'data: [DONE]'
+const LAG_RESOLUTION_MS = 10
 
 class Exchange {
   constructor (stream, started, resolve) {
@@ -70,11 +72,11 @@ class Exchange {
   onBodySent () {}
 }
 
-function send (pool, options, stream) {
+function send (dispatcher, options, stream) {
   return new Promise((resolve) => {
     const exchange = new Exchange(stream, performance.now(), resolve)
     try {
-      pool.dispatch(options, exchange)
+      dispatcher.dispatch(options, exchange)
     } catch (error) {
       exchange.onError(error)
     }
@@ -95,13 +97,25 @@ function verdict (exchange, stream, expectChunks) {
 
 async function run (spec) {
   const origin = new URL(spec.url).origin
-  const pool = new Pool(origin, {
-    connections: spec.connections, pipelining: 1, keepAliveTimeout: 120_000, keepAliveMaxTimeout: 600_000, headersTimeout: 0, bodyTimeout: 0
-  })
+  const clientOptions = { pipelining: 1, keepAliveTimeout: 120_000, keepAliveMaxTimeout: 600_000, headersTimeout: 0, bodyTimeout: 0 }
+  // One keep-alive connection per worker (a Client each: exactly `connections` sockets, no pool scan).
+  const clients = Array.from({ length: spec.connections }, () => new Client(origin, clientOptions))
   const options = {
     path: spec.path, method: 'POST', headers: { 'content-type': 'application/json' }, body: Buffer.from(spec.body)
   }
   const stream = spec.stream === true
+
+  // Open every connection first, at most CONNECTING at a time, so a burst of SYNs never overflows
+  // the server's accept queue (backlog 511 in Node) and stalls workers for TCP's 1 s / 3 s / 7 s
+  // SYN retransmits. A GET to an unknown path answers at once (404) on both servers.
+  const CONNECTING = 64
+  const connectStarted = performance.now()
+  const probe = { path: '/__bench/connect', method: 'GET' }
+  for (let from = 0; from < clients.length; from += CONNECTING) {
+    await Promise.all(clients.slice(from, from + CONNECTING).map((client) => send(client, probe, false)))
+  }
+  const connectMs = performance.now() - connectStarted
+
   const started = performance.now()
   const windowStart = started + spec.warmupMs
   const windowEnd = windowStart + spec.durationMs
@@ -115,7 +129,7 @@ async function run (spec) {
   let okStartedInWindow = 0
   let stopping = false
   let total = 0
-  const lag = monitorEventLoopDelay({ resolution: 10 })
+  const lag = monitorEventLoopDelay({ resolution: LAG_RESOLUTION_MS })
 
   const phase = (name) => process.send({ type: 'phase', id: spec.id, phase: name })
   const measureStart = setTimeout(() => { lag.enable(); phase('measure-start') }, spec.warmupMs)
@@ -126,12 +140,32 @@ async function run (spec) {
     resolve()
   }, spec.warmupMs + spec.durationMs))
 
+  let inFlight = 0
+  let warmedWorkers = 0
+  let inFlightSum = 0
+  let inFlightSamples = 0
+  const inFlightSampler = setInterval(() => {
+    const now = performance.now()
+    if (now >= windowStart && now < windowEnd) {
+      inFlightSum += inFlight
+      inFlightSamples++
+    }
+  }, 50)
+  // Workers start spread over rampMs so that they do not run in lock-step.
   const rampMs = spec.rampMs ?? 0
   async function worker (index) {
     if (rampMs > 0 && spec.connections > 1) await new Promise((resolve) => setTimeout(resolve, (index * rampMs) / spec.connections))
+    const client = clients[index]
+    let first = true
     while (!stopping) {
-      const exchange = await send(pool, options, stream)
+      inFlight++
+      const exchange = await send(client, options, stream)
+      inFlight--
       const ended = performance.now()
+      if (first) {
+        first = false
+        if (ended < windowStart) warmedWorkers++
+      }
       total++
       const elapsed = ended - exchange.started
       const problem = verdict(exchange, stream, spec.expectChunks)
@@ -158,17 +192,18 @@ async function run (spec) {
 
   const workers = Array.from({ length: spec.connections }, (_, index) => worker(index))
   await measureEnd
+  clearInterval(inFlightSampler)
   clearTimeout(measureStart)
   // Let requests started inside the window finish (they count for the success ratio).
   let drained = false
   const all = Promise.all(workers).then(() => { drained = true })
   await Promise.race([all, new Promise((resolve) => setTimeout(resolve, spec.drainMs).unref())])
   if (!drained) {
-    // Whatever is still running after the drain time fails: destroying the pool errors it.
-    await pool.destroy().catch(() => {})
+    // Whatever is still running after the drain time fails: destroying the clients errors it.
+    await Promise.all(clients.map((client) => client.destroy().catch(() => {})))
     await all
   } else {
-    await pool.close().catch(() => {})
+    await Promise.all(clients.map((client) => client.close().catch(() => {})))
   }
   const seconds = spec.durationMs / 1000
   return {
@@ -184,7 +219,16 @@ async function run (spec) {
     startedMs: summarise(startedTimes),
     failures,
     drained,
-    eventLoopLagMs: { p50: lag.percentile(50) / 1e6, p99: lag.percentile(99) / 1e6, max: lag.max / 1e6 }
+    connectMs,
+    // Workers whose first answer came back before the window, and the mean number of requests in flight during it.
+    warmedWorkers,
+    meanInFlight: inFlightSamples === 0 ? NaN : inFlightSum / inFlightSamples,
+    // monitorEventLoopDelay records each timer turn including its resolution: subtract it to get the lag.
+    eventLoopLagMs: {
+      p50: Math.max(0, lag.percentile(50) / 1e6 - LAG_RESOLUTION_MS),
+      p99: Math.max(0, lag.percentile(99) / 1e6 - LAG_RESOLUTION_MS),
+      max: Math.max(0, lag.max / 1e6 - LAG_RESOLUTION_MS)
+    }
   }
 }
 

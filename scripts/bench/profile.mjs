@@ -11,10 +11,13 @@ import { SourceMap } from 'node:module'
 import { table } from './lib.mjs'
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
+/** The compiled gateway (src/ and routes/), as profile URLs spell it. */
+const GATEWAY_DIST = new URL('../../dist/', import.meta.url).href
+const isGateway = (url) => url.startsWith(GATEWAY_DIST)
 const sourceMaps = new Map()
 
 function mapLocation (url, line, column) {
-  if (!url.startsWith('file://') || !url.includes('/dist/')) return undefined
+  if (!isGateway(url)) return undefined
   let map = sourceMaps.get(url)
   if (map === undefined) {
     const path = `${fileURLToPath(url)}.map`
@@ -112,17 +115,24 @@ export function analyseProfile (file, top = 25, windows = undefined) {
   }
   const busyUs = totalUs - idleUs
 
-  // Inclusive time of the gateway's own functions (dist/ and routes), each counted once per sample.
+  // Inclusive time of the gateway's own functions (dist/src, dist/routes) and of each npm package,
+  // each counted once per sample however deep it recurs.
   const inclusive = new Map()
+  const packageInclusive = new Map()
   const gatewayKeys = new Map()
-  for (const node of profile.nodes) if (node.callFrame.url.includes('/dist/')) gatewayKeys.set(node.id, keyOf(node))
+  const packageOf = new Map()
+  for (const node of profile.nodes) {
+    if (isGateway(node.callFrame.url)) gatewayKeys.set(node.id, keyOf(node))
+    else if (node.callFrame.url.includes('/node_modules/')) packageOf.set(node.id, bucketOf(node.callFrame))
+  }
   for (const [id, us] of selfByNode) {
     const seen = new Set()
     for (let at = id; at !== undefined; at = parent.get(at)) {
-      const key = gatewayKeys.get(at)
+      const key = gatewayKeys.get(at) ?? packageOf.get(at)
       if (key !== undefined && !seen.has(key)) {
         seen.add(key)
-        inclusive.set(key, (inclusive.get(key) ?? 0) + us)
+        const target = gatewayKeys.has(at) ? inclusive : packageInclusive
+        target.set(key, (target.get(key) ?? 0) + us)
       }
     }
   }
@@ -145,6 +155,9 @@ export function analyseProfile (file, top = 25, windows = undefined) {
     byPackage: Array.from(buckets.entries()).sort((a, b) => b[1] - a[1]).slice(0, 20).map(([bucket, us]) => ({
       bucket, selfMs: ms(us), pctOfBusy: bucket === '(idle)' ? NaN : (100 * us) / busyUs
     })),
+    packageInclusive: Array.from(packageInclusive.entries()).sort((a, b) => b[1] - a[1]).slice(0, 15).map(([bucket, us]) => ({
+      bucket, totalMs: ms(us), pctOfBusy: (100 * us) / busyUs
+    })),
     gatewayInclusive: Array.from(inclusive.entries()).sort((a, b) => b[1] - a[1]).slice(0, 20).map(([key, us]) => ({
       function: key, totalMs: ms(us), pctOfBusy: (100 * us) / busyUs, source: source(frameOfKey.get(key))
     }))
@@ -157,12 +170,15 @@ export function printProfile (summary, write = (text) => process.stdout.write(te
     ? `samples inside the gateway's measurement windows only (${(summary.windowsMs / 1000).toFixed(1)} s of ${(summary.durationMs / 1000).toFixed(1)} s profiled)`
     : `${(summary.durationMs / 1000).toFixed(1)} s profiled`
   write(`\nCPU profile ${relative(process.cwd(), summary.file)}: ${scope}; ` +
-    `main thread on CPU ${(summary.busyMs / 1000).toFixed(1)} s, idle ${(summary.idleMs / 1000).toFixed(1)} s\n`)
+    `main thread on CPU ${(summary.busyMs / 1000).toFixed(1)} s, idle ${(summary.idleMs / 1000).toFixed(1)} s` +
+    (summary.requests > 0 ? `; ${summary.requests} requests completed in the windows, ${((1000 * summary.busyMs) / summary.requests).toFixed(0)} µs main-thread time each` : '') + '\n')
   write(`\nTop ${summary.topSelf.length} functions by self time (% of non-idle samples; (garbage collector) and (program) are V8's own):\n`)
   write(table(['#', 'function  file:line (dist)', 'self ms', '%', 'source'],
     summary.topSelf.map((entry, index) => [String(index + 1), entry.function, entry.selfMs.toFixed(0), pct(entry.pctOfBusy), entry.source]), [0, 1, 4]) + '\n')
   write('\nSelf time by package / file:\n')
   write(table(['bucket', '', 'self ms', '%'], summary.byPackage.map((entry) => [entry.bucket, '', entry.selfMs.toFixed(0), pct(entry.pctOfBusy)])) + '\n')
+  write('\nnpm packages, inclusive time (their code and everything it calls):\n')
+  write(table(['package', '', 'total ms', '%'], summary.packageInclusive.map((entry) => [entry.bucket, '', entry.totalMs.toFixed(0), pct(entry.pctOfBusy)])) + '\n')
   write('\nGateway code, inclusive time (self + callees):\n')
   write(table(['function  file:line (dist)', '', 'total ms', '%', 'source'],
     summary.gatewayInclusive.map((entry) => [entry.function, '', entry.totalMs.toFixed(0), pct(entry.pctOfBusy), entry.source]), [0, 1, 4]) + '\n')
