@@ -57,6 +57,8 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
       ? { loggerInstance: overrides.loggerInstance }
       : { logger: overrides.logger ?? { level: config.logLevel, redact: LOG_REDACT } }),
     bodyLimit: config.bodyLimitBytes,
+    // services.ts writes one access-log line per request instead of Fastify's two.
+    disableRequestLogging: true,
     // Streams may run for minutes; timeouts are the upstream deadlines' job.
     requestTimeout: 0,
     return503OnClosing: true,

@@ -45,5 +45,8 @@ export default fp(async function services (app: FastifyInstance, options: Servic
   app.decorateRequest('modelLabel', undefined)
   app.addHook('onResponse', async (request, reply) => {
     options.metrics.countRequest(request.routeOptions.url ?? 'unmatched', request.modelLabel ?? '', reply.statusCode)
+    // One access-log line per request (Fastify's own request logging, two lines with
+    // full req/res serialisation, is turned off in app.ts for the hot path's sake).
+    request.log.info({ method: request.method, url: request.url, status: reply.statusCode, model: request.modelLabel, ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request completed')
   })
 }, { name: 'services' })
