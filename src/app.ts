@@ -3,7 +3,7 @@
  * template loader fetch, clocks, logger) can be overridden, which is how tests
  * point the app at loopback fakes. Listening is src/server.ts's job.
  */
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import type { Dispatcher } from 'undici'
 import { serverlessModelConfig, type Config, type ModelConfig } from './config.js'
@@ -58,7 +58,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
       : { logger: overrides.logger ?? { level: config.logLevel, redact: LOG_REDACT } }),
     bodyLimit: config.bodyLimitBytes,
     // services.ts writes one access-log line per request instead of Fastify's two.
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     // Streams may run for minutes; timeouts are the upstream deadlines' job.
     requestTimeout: 0,
     return503OnClosing: true,

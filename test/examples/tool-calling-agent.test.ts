@@ -144,3 +144,42 @@ test('the gateway answers a Hermes <tool_call> as OpenAI tool_calls with finish_
   assert.deepEqual(JSON.parse(call.function.arguments), { query: 'Leo DiCaprio girlfriend' })
   assert.ok(!(choice.message.content ?? '').includes('<tool_call>'))
 })
+
+// The same agent over Llama 3.1 (JSON calls) and Mistral v0.3 ([TOOL_CALLS], a special
+// token TGI drops from the text, so the gateway reads the bare list that follows).
+const FAMILIES = [
+  {
+    repo: 'meta-llama/Llama-3.1-8B-Instruct',
+    call: (name: string, args: Record<string, string>): Array<string | { text: string, special: boolean }> => pieces(`{"name": "${name}", "parameters": ${JSON.stringify(args)}}`),
+    // Llama 3.1 renders a tool result as an ipython turn.
+    resultTurn: (observation: string): string => `<|start_header_id|>ipython<|end_header_id|>\n\n"${observation}"<|eot_id|>`
+  },
+  {
+    repo: 'mistralai/Mistral-7B-Instruct-v0.3',
+    call: (name: string, args: Record<string, string>): Array<string | { text: string, special: boolean }> => [{ text: '[TOOL_CALLS]', special: true }, ...pieces(` [{"name": "${name}", "arguments": ${JSON.stringify(args)}}]`)],
+    resultTurn: (observation: string): string => `"content": ${observation}} [/TOOL_RESULTS]`
+  }
+]
+
+for (const family of FAMILIES) {
+  for (const streaming of [false, true]) {
+    test(`tool-calling agent over ${family.repo} (${streaming ? 'streaming' : 'non-stream'})`, async (t) => {
+      const { url, tgi } = await startGateway(t, {
+        repos: [family.repo],
+        modelsFile: `models:\n  - { id: ${family.repo}, backend: tgi, url: "{{TGI_URL}}", model: ${family.repo} }\n`
+      })
+      tgi.replyOnce({ kind: 'tokens', tokens: family.call('search', { query: 'Leo DiCaprio girlfriend' }) })
+      tgi.replyOnce({ kind: 'tokens', tokens: family.call('search', { query: 'Vittoria Ceretti age' }) })
+      tgi.replyOnce({ kind: 'tokens', tokens: family.call('calculator', { expression: '25^0.43' }) })
+      tgi.replyOnce({ kind: 'tokens', tokens: pieces(ANSWER) })
+      const result = await runToolCallingAgent({
+        baseURL: `${url}/v1`, model: family.repo, question: QUESTION, streaming, search: (query) => SEARCH_RESULTS[query] ?? 'No results.'
+      })
+      assert.deepEqual(result.steps, EXPECTED_STEPS)
+      assert.equal(result.answer, ANSWER)
+      assert.equal(tgi.calls.length, 4)
+      const last = tgi.calls[3]!.body.inputs as string
+      assert.ok(last.includes(family.resultTurn('3.991298452658078')), last)
+    })
+  }
+}
