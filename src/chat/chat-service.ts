@@ -139,8 +139,8 @@ export class ChatService {
   }
 
   /** OpenAI messages, normalised for the template that will render them (its content format). */
-  async #renderPrompt (entry: ModelEntry, request: PromptFields, context: RequestContext = {}, tools?: ToolPlan): Promise<string> {
-    const template = await entry.template(context.clientToken)
+  async #renderPrompt (entry: ModelEntry, request: PromptFields, context: RequestContext = {}, tools?: ToolPlan, loaded?: ChatTemplate): Promise<string> {
+    const template = loaded ?? await entry.template(context.clientToken)
     const templateName = request.chat_template_name ?? undefined
     const templateTools = tools === undefined ? request.tools : tools.templateTools
     const contentFormat = template.contentFormat({ templateName, tools: templateTools })
@@ -172,7 +172,7 @@ export class ChatService {
       supportsGrammar: entry.backend.supportsGrammar,
       backendKind: entry.backend.kind
     })
-    const prompt = await this.#renderPrompt(entry, request, context, tools)
+    const prompt = await this.#renderPrompt(entry, request, context, tools, template)
     const plan = planGeneration(request, entry.config.defaults, entry.maxStopSequences)
     if (tools.grammar !== undefined) plan.parameters.grammar = tools.grammar
     const reasoning = reasoningOf(template, prompt)
