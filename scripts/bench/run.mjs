@@ -19,8 +19,8 @@ import { analyseProfile, printProfile } from './profile.mjs'
 const HELP = `usage: npm run bench -- [options]    (or: node scripts/bench/run.mjs [options] after npm run build)
 
   --duration <s>        measured seconds per scenario and server (default 5)
-  --warmup <s>          discarded warm-up seconds before each measurement (default 2)
-  --quick               smoke run: 0.5 s warm-up, 1 s measurement (slow streams: 1.5 s + 1.5 s)
+  --warmup <s>          discarded warm-up seconds before each measurement (default 2; slow streams ≥ 3)
+  --quick               smoke run: 0.5 s warm-up, 1 s measurement (slow streams: 2 s + 1.5 s)
   --scenarios <list>    comma-separated subset of: ns1,ns32,ns256,st1,st32,slow (default: all)
   --slow-streams <n>    concurrent slow streams (default 1000)
   --soak <minutes>      instead of the comparison: repeat non-stream + stream rounds against the
@@ -29,6 +29,7 @@ const HELP = `usage: npm run bench -- [options]    (or: node scripts/bench/run.m
                         the top 25 self-time functions when it exits
   --gateway-log <file>  where the gateway's stdout (pino, LOG_LEVEL=info) goes (default /dev/null)
   --gateway-entry <js>  gateway entry point (default dist/src/server.js)
+  --gateway-node-flags "<flags>"  extra node flags for the gateway, e.g. "--max-semi-space-size=32"
   --help
 `
 
@@ -48,7 +49,7 @@ const SLOW_DELAY_MS = 20
 function parseArgs (argv) {
   const options = {
     duration: 5, warmup: 2, quick: false, scenarios: undefined, slowStreams: 1000, soak: undefined,
-    cpuProf: false, gatewayLog: '/dev/null', gatewayEntry: 'dist/src/server.js'
+    cpuProf: false, gatewayLog: '/dev/null', gatewayEntry: 'dist/src/server.js', gatewayNodeFlags: []
   }
   for (let index = 0; index < argv.length; index++) {
     const arg = argv[index]
@@ -72,6 +73,7 @@ function parseArgs (argv) {
       case '--cpu-prof': options.cpuProf = true; break
       case '--gateway-log': options.gatewayLog = value(); break
       case '--gateway-entry': options.gatewayEntry = value(); break
+      case '--gateway-node-flags': options.gatewayNodeFlags = value().split(/\s+/).filter(Boolean); break
       case '--help': case '-h': process.stdout.write(HELP); process.exit(0); break
       default: throw new Error(`unknown option ${arg} (see --help)`)
     }
@@ -201,7 +203,7 @@ async function startGateway ({ tgiUrl, hubUrl, hfHome, profileDir }) {
     HF_HOME: hfHome,
     HF_ENDPOINT: hubUrl
   }
-  const flags = profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`]
+  const flags = [...options.gatewayNodeFlags, ...(profileDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profileDir}`])]
   const stdout = openSync(options.gatewayLog, 'a')
   const child = spawn(process.execPath, [...flags, options.gatewayEntry], { cwd: REPO, env, stdio: ['ignore', stdout, 'pipe'] })
   closeSync(stdout)
@@ -570,7 +572,7 @@ async function main () {
     setup: {
       fake: { generateTokens: NON_STREAM_TOKENS, streamTokens: STREAM_TOKENS, slowDelayMs: SLOW_DELAY_MS },
       requestBodies: { nonStream: requestBody(false, NON_STREAM_TOKENS), stream: requestBody(true, STREAM_TOKENS) },
-      gateway: { entry: options.gatewayEntry, logLevel: 'info', log: options.gatewayLog, cpuProf: options.cpuProf },
+      gateway: { entry: options.gatewayEntry, nodeFlags: options.gatewayNodeFlags, logLevel: 'info', log: options.gatewayLog, cpuProf: options.cpuProf },
       checks,
       samePrompt
     }
