@@ -17,9 +17,10 @@ async function main (): Promise<void> {
     }
     throw error
   }
-  // Asynchronous, buffered stdout: a synchronous write per log line costs every
-  // request a syscall. flushSync() on exit keeps the last lines.
-  const destination = pino.destination({ dest: 1, sync: false, minLength: 4096 })
+  // Asynchronous stdout: lines queued while a write is in flight go out together,
+  // instead of a blocking write per line; no size threshold, so quiet servers
+  // still log at once. flushSync() on exit keeps the last lines.
+  const destination = pino.destination({ dest: 1, sync: false })
   const logger = pino({ level: config.logLevel, redact: LOG_REDACT }, destination)
   const app = await buildApp(config, { loggerInstance: logger })
   process.once('exit', () => { try { destination.flushSync() } catch {} })

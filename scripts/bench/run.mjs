@@ -29,7 +29,7 @@ const HELP = `usage: npm run bench -- [options]    (or: node scripts/bench/run.m
                         the top 25 self-time functions when it exits
   --gateway-log <file>  where the gateway's stdout (pino, LOG_LEVEL=info) goes (default /dev/null)
   --gateway-entry <js>  gateway entry point (default dist/src/server.js)
-  --gateway-node-flags "<flags>"  extra node flags for the gateway, e.g. "--max-semi-space-size=32"
+  --gateway-node-flags "<flags>"  node flags for the gateway (default "--max-semi-space-size=32", as npm start runs it)
   --help
 `
 
@@ -49,7 +49,9 @@ const SLOW_DELAY_MS = 20
 function parseArgs (argv) {
   const options = {
     duration: 5, warmup: 2, quick: false, scenarios: undefined, slowStreams: 1000, soak: undefined,
-    cpuProf: false, gatewayLog: '/dev/null', gatewayEntry: 'dist/src/server.js', gatewayNodeFlags: []
+    cpuProf: false, gatewayLog: '/dev/null', gatewayEntry: 'dist/src/server.js',
+    // The gateway as `npm start` and the Docker image run it.
+    gatewayNodeFlags: ['--max-semi-space-size=32']
   }
   for (let index = 0; index < argv.length; index++) {
     const arg = argv[index]
