@@ -21,6 +21,7 @@ import { getProviderHelper, makeRequestOptions } from '@huggingface/inference'
 import type { Backend, BackendInfo, GenerationEnd, GenerationParameters, GenerationRequest, GenerationResult, TokenDelta, UpstreamFinishReason } from './backend.js'
 import { ServiceError, UpstreamError, invalidRequest } from '../errors.js'
 import { decodeServerSentEvents } from '../streaming/sse-decoder.js'
+import { isRecord, malformedReply, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamRejected, upstreamStreamBroken } from './upstream-replies.js'
 
 export interface HfInferenceBackendOptions {
   kind: 'endpoint' | 'hub'
@@ -64,10 +65,6 @@ function defaultSleep (ms: number, signal: AbortSignal): Promise<void> {
     }
     signal.addEventListener('abort', onAbort, { once: true })
   })
-}
-
-function isRecord (value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
 /** TGI formats finish reasons for its OpenAI routes; accept both spellings. */
@@ -130,13 +127,7 @@ export class HfInferenceBackend implements Backend {
     try {
       for await (const data of decodeServerSentEvents(body as AsyncIterable<Uint8Array>)) {
         if (data === '[DONE]') break
-        let event: unknown
-        try {
-          event = JSON.parse(data)
-        } catch {
-          throw this.#malformed('an event that is not JSON')
-        }
-        if (!isRecord(event)) throw this.#malformed('an event that is not an object')
+        const event = parseEvent(data, this.#options.modelLabel)
         if (event.error !== undefined) throw this.#streamError(event)
         const usage = usageOf(event)
         if (end !== undefined && usage.promptTokens !== undefined) end = { ...end, ...usage }
@@ -155,17 +146,13 @@ export class HfInferenceBackend implements Backend {
     } catch (error) {
       if (signal.aborted) throw signal.reason ?? error
       if (error instanceof ServiceError) throw error
-      throw new UpstreamError(`Upstream connection for model ${this.#options.modelLabel} broke mid-stream: ${(error as Error).message}`, {
-        statusCode: 502, type: 'server_error', code: 'upstream_stream_broken', cause: error
-      })
+      throw upstreamStreamBroken(this.#options.modelLabel, error)
     } finally {
       if (end === undefined) await body.cancel().catch(() => {})
     }
     if (end === undefined) {
       if (signal.aborted) throw signal.reason
-      throw new UpstreamError(`Upstream stream for model ${this.#options.modelLabel} ended before the generation finished`, {
-        statusCode: 502, type: 'server_error', code: 'upstream_stream_broken'
-      })
+      throw upstreamStreamBroken(this.#options.modelLabel)
     }
     // The eos token's text ("</s>") is not part of the answer.
     yield { text: pendingText ?? '', special: end.finishReason === 'eos_token', end }
@@ -254,7 +241,7 @@ export class HfInferenceBackend implements Backend {
     const label = this.#options.modelLabel
     switch (response.status) {
       case 400: case 422:
-        return new UpstreamError(`Upstream rejected the request: ${message}`, { statusCode: 400, type: 'invalid_request_error', code: 'upstream_validation_error' })
+        return upstreamRejected(message)
       case 401: case 403:
         // The client's own token: its problem, passed on. The gateway's: a misconfiguration, 502.
         return clientToken
@@ -289,8 +276,8 @@ export class HfInferenceBackend implements Backend {
     const message = upstreamMessage(event)
     if (/overloaded/i.test(message)) return new UpstreamError(`Upstream model ${this.#options.modelLabel} is overloaded: ${message}`, { statusCode: 429, type: 'rate_limit_error', code: 'upstream_overloaded' })
     const status = isRecord(event.error) ? event.error.http_status_code : undefined
-    if (event.error_type === 'validation' || status === 422 || status === 400) return new UpstreamError(`Upstream rejected the request: ${message}`, { statusCode: 400, type: 'invalid_request_error', code: 'upstream_validation_error' })
-    return new UpstreamError(`Upstream generation failed for model ${this.#options.modelLabel}: ${message}`, { statusCode: 502, type: 'server_error', code: 'upstream_generation_error' })
+    if (event.error_type === 'validation' || status === 422 || status === 400) return upstreamRejected(message)
+    return upstreamGenerationFailed(this.#options.modelLabel, message)
   }
 
   #unreachable (cause: unknown): UpstreamError {
@@ -301,7 +288,7 @@ export class HfInferenceBackend implements Backend {
   }
 
   #malformed (what: string): UpstreamError {
-    return new UpstreamError(`Upstream for model ${this.#options.modelLabel} sent a malformed reply: ${what}`, { statusCode: 502, type: 'server_error', code: 'upstream_malformed_reply' })
+    return malformedReply(this.#options.modelLabel, what)
   }
 }
 
@@ -335,18 +322,5 @@ function isConnectionReset (error: unknown): boolean {
 }
 
 async function readBody (response: Response): Promise<unknown> {
-  const text = await response.text().catch(() => '')
-  try {
-    return JSON.parse(text)
-  } catch {
-    return text.slice(0, 64 * 1024)
-  }
-}
-
-function upstreamMessage (body: unknown): string {
-  if (isRecord(body) && typeof body.error === 'string') return body.error
-  if (isRecord(body) && isRecord(body.error) && typeof body.error.message === 'string') return body.error.message
-  if (isRecord(body) && typeof body.message === 'string') return body.message
-  if (typeof body === 'string' && body.trim() !== '') return body.trim().slice(0, 500)
-  return 'no message'
+  return parseBody(await response.text().catch(() => ''))
 }

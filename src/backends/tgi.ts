@@ -15,6 +15,7 @@ import { Agent, request as undiciRequest, type Dispatcher } from 'undici'
 import type { Backend, BackendInfo, GenerationParameters, GenerationRequest, GenerationResult, TokenDelta, UpstreamFinishReason } from './backend.js'
 import { UpstreamError, upstreamUnreachable, ServiceError } from '../errors.js'
 import { decodeServerSentEvents } from '../streaming/sse-decoder.js'
+import { isRecord, malformedReply, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamRejected, upstreamStreamBroken } from './upstream-replies.js'
 
 export interface TgiBackendOptions {
   /** Base URL of the TGI server (or of an Inference Endpoint running TGI). */
@@ -60,7 +61,7 @@ export class TgiBackend implements Backend {
     const response = await this.#post('/generate', request, signal)
     const body = await readJson(response, this.#modelLabel)
     if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel)
-    if (!isRecord(body) || typeof body.generated_text !== 'string') throw malformed(this.#modelLabel, 'no generated_text in /generate reply')
+    if (!isRecord(body) || typeof body.generated_text !== 'string') throw malformedReply(this.#modelLabel, 'no generated_text in /generate reply')
     const details = isRecord(body.details) ? body.details : undefined
     const finishReason = details !== undefined && typeof details.finish_reason === 'string' && FINISH_REASONS.has(details.finish_reason)
       ? details.finish_reason as UpstreamFinishReason
@@ -86,16 +87,10 @@ export class TgiBackend implements Backend {
     let ended = false
     try {
       for await (const data of decodeServerSentEvents(body)) {
-        let event: unknown
-        try {
-          event = JSON.parse(data)
-        } catch {
-          throw malformed(this.#modelLabel, 'an event that is not JSON')
-        }
-        if (!isRecord(event)) throw malformed(this.#modelLabel, 'an event that is not an object')
+        const event = parseEvent(data, this.#modelLabel)
         if (event.error !== undefined) throw tgiStreamError(event, this.#modelLabel)
         const token = event.token
-        if (!isRecord(token) || typeof token.text !== 'string') throw malformed(this.#modelLabel, 'a token event without token.text')
+        if (!isRecord(token) || typeof token.text !== 'string') throw malformedReply(this.#modelLabel, 'a token event without token.text')
         const details = event.details
         if (!isRecord(details)) {
           yield { text: token.text, special: token.special === true }
@@ -119,17 +114,13 @@ export class TgiBackend implements Backend {
     } catch (error) {
       if (signal.aborted) throw signal.reason ?? error
       if (error instanceof ServiceError) throw error
-      throw new UpstreamError(`Upstream connection for model ${this.#modelLabel} broke mid-stream: ${(error as Error).message}`, {
-        statusCode: 502, type: 'server_error', code: 'upstream_stream_broken', cause: error
-      })
+      throw upstreamStreamBroken(this.#modelLabel, error)
     } finally {
       // Breaking out early (a gateway-side stop) must close the connection so TGI stops generating.
       if (!ended) body.destroy()
     }
     if (!ended && !signal.aborted) {
-      throw new UpstreamError(`Upstream stream for model ${this.#modelLabel} ended before the generation finished`, {
-        statusCode: 502, type: 'server_error', code: 'upstream_stream_broken'
-      })
+      throw upstreamStreamBroken(this.#modelLabel)
     }
   }
 
@@ -145,7 +136,7 @@ export class TgiBackend implements Backend {
     }
     const body = await readJson(response, this.#modelLabel)
     if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel)
-    if (!Array.isArray(body)) throw malformed(this.#modelLabel, '/tokenize did not return a list')
+    if (!Array.isArray(body)) throw malformedReply(this.#modelLabel, '/tokenize did not return a list')
     return body.length
   }
 
@@ -159,7 +150,7 @@ export class TgiBackend implements Backend {
     }
     const body = await readJson(response, this.#modelLabel)
     if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel)
-    if (!isRecord(body)) throw malformed(this.#modelLabel, '/info is not an object')
+    if (!isRecord(body)) throw malformedReply(this.#modelLabel, '/info is not an object')
     return {
       modelId: typeof body.model_id === 'string' ? body.model_id : undefined,
       maxStopSequences: typeof body.max_stop_sequences === 'number' ? body.max_stop_sequences : undefined
@@ -202,16 +193,10 @@ export function toTgiParameters (parameters: GenerationParameters): Record<strin
   }
 }
 
-function isRecord (value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
-
 function headerNumber (value: string | string[] | undefined): number | undefined {
   const number = typeof value === 'string' ? Number(value) : NaN
   return Number.isFinite(number) ? number : undefined
 }
-
-const MAX_ERROR_BODY = 64 * 1024
 
 async function readJson (response: Dispatcher.ResponseData, modelLabel: string): Promise<unknown> {
   let text: string
@@ -222,32 +207,13 @@ async function readJson (response: Dispatcher.ResponseData, modelLabel: string):
       statusCode: 502, type: 'server_error', code: 'upstream_stream_broken', cause: error
     })
   }
-  try {
-    return JSON.parse(text)
-  } catch {
-    return text.slice(0, MAX_ERROR_BODY)
-  }
-}
-
-function malformed (modelLabel: string, what: string): UpstreamError {
-  return new UpstreamError(`Upstream for model ${modelLabel} sent a malformed reply: ${what}`, {
-    statusCode: 502, type: 'server_error', code: 'upstream_malformed_reply'
-  })
-}
-
-function upstreamMessage (body: unknown): string {
-  if (isRecord(body) && typeof body.error === 'string') return body.error
-  if (isRecord(body) && isRecord(body.error) && typeof body.error.message === 'string') return body.error.message
-  if (typeof body === 'string' && body.trim() !== '') return body.trim().slice(0, 500)
-  return 'no message'
+  return parseBody(text)
 }
 
 /** Maps a TGI HTTP error to the status the client should see. */
 export function tgiError (status: number, body: unknown, headers: Record<string, string | string[] | undefined>, modelLabel: string): UpstreamError {
   const message = upstreamMessage(body)
-  if (status === 422 || status === 400) {
-    return new UpstreamError(`Upstream rejected the request: ${message}`, { statusCode: 400, type: 'invalid_request_error', code: 'upstream_validation_error' })
-  }
+  if (status === 422 || status === 400) return upstreamRejected(message)
   if (status === 429) {
     const retryAfter = headers['retry-after']
     return new UpstreamError(`Upstream model ${modelLabel} is overloaded: ${message}`, {
@@ -270,10 +236,10 @@ export function tgiStreamError (event: Record<string, unknown>, modelLabel: stri
   const message = typeof event.error === 'string' ? event.error : 'unknown error'
   switch (event.error_type) {
     case 'validation':
-      return new UpstreamError(`Upstream rejected the request: ${message}`, { statusCode: 400, type: 'invalid_request_error', code: 'upstream_validation_error' })
+      return upstreamRejected(message)
     case 'overloaded':
       return new UpstreamError(`Upstream model ${modelLabel} is overloaded: ${message}`, { statusCode: 429, type: 'rate_limit_error', code: 'upstream_overloaded', isRetryable: true })
     default:
-      return new UpstreamError(`Upstream generation failed for model ${modelLabel}: ${message}`, { statusCode: 502, type: 'server_error', code: 'upstream_generation_error' })
+      return upstreamGenerationFailed(modelLabel, message)
   }
 }
