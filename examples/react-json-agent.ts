@@ -12,7 +12,7 @@
  *     npx tsx examples/react-json-agent.ts "Who is Leo DiCaprio's girlfriend? What is her current age raised to the 0.43 power?"
  */
 import { pathToFileURL } from 'node:url'
-import { ChatOpenAI } from '@langchain/openai'
+import { gatewayChatModel } from './gateway-model.js'
 import type { AgentAction, AgentFinish, AgentStep } from '@langchain/core/agents'
 import { BaseOutputParser, OutputParserException } from '@langchain/core/output_parsers'
 import { ChatPromptTemplate } from '@langchain/core/prompts'
@@ -161,14 +161,7 @@ export async function runReactJsonAgent (options: ReactJsonAgentOptions): Promis
     tool_names: tools.map((each) => each.name).join(', ')
   })
   const stop = options.stop ?? [OBSERVATION_STOP]
-  const model = new ChatOpenAI({
-    model: options.model,
-    apiKey: options.apiKey ?? 'unused',
-    configuration: { baseURL: options.baseURL },
-    temperature: 0,
-    maxTokens: options.maxTokens ?? 512,
-    maxRetries: 0
-  }).withConfig(stop.length > 0 ? { stop } : {})
+  const model = gatewayChatModel(options).withConfig(stop.length > 0 ? { stop } : {})
   const agent = prompt.pipe(model).pipe(new ReActJsonOutputParser())
 
   const intermediateSteps: AgentStep[] = []

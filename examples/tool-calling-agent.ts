@@ -12,7 +12,7 @@
  *     npx tsx examples/tool-calling-agent.ts "Who is Leo DiCaprio's girlfriend? What is her current age raised to the 0.43 power?"
  */
 import { pathToFileURL } from 'node:url'
-import { ChatOpenAI } from '@langchain/openai'
+import { gatewayChatModel } from './gateway-model.js'
 import { createAgent } from 'langchain'
 import { AIMessage, HumanMessage, SystemMessage, ToolMessage, type AIMessageChunk, type BaseMessage } from '@langchain/core/messages'
 import { tool, type StructuredToolInterface } from '@langchain/core/tools'
@@ -69,14 +69,7 @@ export interface ToolCallingAgentResult {
 
 export async function runToolCallingAgent (options: ToolCallingAgentOptions): Promise<ToolCallingAgentResult> {
   const tools = toolCallingTools(options.search)
-  const model = new ChatOpenAI({
-    model: options.model,
-    apiKey: options.apiKey ?? 'unused',
-    configuration: { baseURL: options.baseURL },
-    temperature: 0,
-    maxTokens: options.maxTokens ?? 512,
-    maxRetries: 0
-  }).bindTools(tools)
+  const model = gatewayChatModel(options).bindTools(tools)
   // Streaming goes through model.stream() and merges the chunks: invoke() with
   // `streaming: true` would also estimate token counts with tiktoken, which
   // downloads its encoding from the network.
@@ -128,14 +121,7 @@ export function stepsOf (messages: BaseMessage[]): ToolCallingAgentStep[] {
 /** The same agent built by LangChain v1's `createAgent` (a LangGraph ReAct loop). */
 export async function runCreateAgent (options: Omit<ToolCallingAgentOptions, 'streaming' | 'maxIterations'>): Promise<ToolCallingAgentResult> {
   const agent = createAgent({
-    model: new ChatOpenAI({
-      model: options.model,
-      apiKey: options.apiKey ?? 'unused',
-      configuration: { baseURL: options.baseURL },
-      temperature: 0,
-      maxTokens: options.maxTokens ?? 512,
-      maxRetries: 0
-    }),
+    model: gatewayChatModel(options),
     tools: toolCallingTools(options.search),
     ...(options.system === undefined ? {} : { systemPrompt: options.system })
   })
