@@ -17,26 +17,10 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { SHARED, startGateway } from '../helpers/gateway.js'
 import { markPythonFloats } from '../../src/templates/python-json.js'
+import type { GoldenResult, OracleCase, OracleModel } from '../helpers/oracle.js'
 
 const TEMPLATES = new URL('chat-templates/', SHARED)
 
-interface ModelFile {
-  model_id: string
-  chat_template: string | Array<{ name: string, template: string }>
-  special_tokens?: Record<string, unknown>
-}
-interface Case {
-  id: string
-  messages: unknown[]
-  tools?: unknown[]
-  documents?: unknown[]
-  add_generation_prompt?: boolean
-  continue_final_message?: boolean
-  template_name?: string
-  kwargs?: Record<string, unknown>
-  now?: string
-}
-interface GoldenResult { output?: string, error?: string, error_type?: string }
 
 async function readJson<T> (path: string | URL): Promise<T> {
   return JSON.parse(await readFile(path, 'utf8')) as T
@@ -56,7 +40,7 @@ async function readCases (path: string): Promise<{ value: unknown, toJsonText: (
 }
 
 /** The body the case format maps to (render_reference.py's apply_chat_template call). */
-function requestBody (model: string, item: Case): Record<string, unknown> {
+function requestBody (model: string, item: OracleCase): Record<string, unknown> {
   const body: Record<string, unknown> = { model, messages: item.messages }
   if (item.tools !== undefined) body.tools = item.tools
   if (item.documents !== undefined) body.documents = item.documents
@@ -71,13 +55,13 @@ test('POST /v1/chat/render agrees with the Python reference on every model × ca
   const casesPath = process.env.RENDER_CASES ?? fileURLToPath(new URL('cases.json', TEMPLATES))
   const goldenPath = process.env.RENDER_GOLDEN ?? fileURLToPath(new URL('golden.json', TEMPLATES))
   const { value, toJsonText } = await readCases(casesPath)
-  const casesFile = value as { now?: string, cases: Case[] } | Case[]
+  const casesFile = value as { now?: string, cases: OracleCase[] } | OracleCase[]
   const cases = Array.isArray(casesFile) ? casesFile : casesFile.cases
   const defaultNow = (Array.isArray(casesFile) ? undefined : casesFile.now) ?? '2025-01-15T12:00:00'
   const golden = await readJson<{ now?: string, results: Record<string, Record<string, GoldenResult>> }>(goldenPath)
 
   const modelNames = (await readdir(new URL('models/', TEMPLATES))).filter((name) => name.endsWith('.json')).sort()
-  const models = await Promise.all(modelNames.map(async (name) => await readJson<ModelFile>(new URL(`models/${name}`, TEMPLATES))))
+  const models = await Promise.all(modelNames.map(async (name) => await readJson<OracleModel>(new URL(`models/${name}`, TEMPLATES))))
   const namedTemplateRepos = models.filter((model) => Array.isArray(model.chat_template)).map((model) => model.model_id)
   const entries = models.map((model) => {
     // The render route never calls the backend; port 9 (discard) is never listened on.

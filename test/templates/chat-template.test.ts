@@ -5,31 +5,13 @@ import { ChatTemplate } from '../../src/templates/chat-template.js'
 import type { NamedTemplate, RenderInput, SpecialTokens } from '../../src/templates/chat-template.js'
 import { compileJinja, renderJinja } from '../../src/templates/jinja-compat.js'
 import { TemplateLoadError, TemplateRenderError } from '../../src/errors.js'
+import type { GoldenResult, OracleCase, OracleModel } from '../helpers/oracle.js'
 
 // ---------------------------------------------------------------------------
 // The oracle: shared/chat-templates (Python jinja2 as transformers drives it)
 
 const ORACLE = new URL('../../../shared/chat-templates/', import.meta.url)
 
-interface ModelFile {
-  model_id: string
-  chat_template: string | NamedTemplate[]
-  special_tokens?: SpecialTokens
-  bos_token?: string
-  eos_token?: string
-}
-interface OracleCase {
-  id: string
-  messages: Array<Record<string, unknown>>
-  tools?: unknown[]
-  documents?: unknown[]
-  add_generation_prompt?: boolean
-  continue_final_message?: boolean
-  template_name?: string
-  kwargs?: Record<string, unknown>
-  now?: string
-}
-interface GoldenResult { output?: string, error?: string, error_type?: string }
 
 const readJson = <T>(name: string): T => JSON.parse(readFileSync(new URL(name, ORACLE), 'utf8')) as T
 const casesFile = readJson<{ now: string, cases: OracleCase[] }>('cases.json')
@@ -47,10 +29,10 @@ const REQUIRED = modelFiles.filter((name) =>
 /** Every model × case agrees today; lower this only with a reason in the commit message. */
 const AGREEMENT_FLOOR = 1300
 
-interface Oracle { model: ModelFile, template: ChatTemplate, setNow: (iso: string) => void }
+interface Oracle { model: OracleModel, template: ChatTemplate, setNow: (iso: string) => void }
 
 function loadOracleModel (file: string): Oracle {
-  const model = readJson<ModelFile>(`models/${file}`)
+  const model = readJson<OracleModel>(`models/${file}`)
   // Like render_reference.py: special_tokens, or bos/eos when a file has no map.
   const tokens = model.special_tokens ?? { bos_token: model.bos_token ?? '', eos_token: model.eos_token ?? '' }
   let now = new Date(casesFile.now)
@@ -125,7 +107,7 @@ test('golden agreement over all 50 models (informational, with a regression floo
 // ---------------------------------------------------------------------------
 // ChatTemplate behaviour
 
-const ZEPHYR = readJson<ModelFile>('models/HuggingFaceH4__zephyr-7b-beta.json')
+const ZEPHYR = readJson<OracleModel>('models/HuggingFaceH4__zephyr-7b-beta.json')
 
 test('zephyr renders the reference prompt', () => {
   const template = ChatTemplate.compile(ZEPHYR.chat_template, ZEPHYR.special_tokens ?? {})
