@@ -73,19 +73,80 @@ function probeExpression (source: string): Value {
   return probeInterpreter.evaluate(parseExpression(source).body[0], probeEnvironment)
 }
 const TupleValue = constructorOf<Value[]>(probeExpression('{{ (1, 2) }}'))
+// A child scope, as `new Environment(parent)` makes but without its per-scope
+// `namespace` function (a Map and two values per scope): `namespace` resolves
+// to the global one through the parent chain, as in jinja2.
+const environmentFields = Object.keys(new Environment())
+const environmentTests = (new Environment() as unknown as { tests: unknown }).tests
+const ChildScope = function (this: Record<string, unknown>, parent: Environment): void {
+  this.variables = new Map<string, Value>()
+  this.tests = environmentTests
+  this.parent = parent
+} as unknown as { new (parent: Environment): Environment, prototype: unknown }
+ChildScope.prototype = Environment.prototype
+const newScope: (parent: Environment) => Environment = environmentFields.join() === 'variables,tests,parent'
+  ? (parent) => new ChildScope(parent)
+  : (parent) => new Environment(parent)
+
 // Statement.prototype, so synthetic nodes look like parsed ones to the library's AST walkers.
 const statementPrototype: object = Object.getPrototypeOf(Object.getPrototypeOf(parseExpression(''))) as object
 
-const makeString = (text: string): Value => new StringValue(text)
-const makeInteger = (number: number): Value => new IntegerValue(number)
-const makeFloat = (number: number): Value => new FloatValue(number)
-const makeBoolean = (flag: boolean): Value => new BooleanValue(flag)
-const makeNone = (): Value => new NullValue(null)
-const makeUndefined = (): Value => new UndefinedValue(undefined)
-const makeList = (items: Value[]): Value => new ArrayValue(items)
-const makeTuple = (items: Value[]): Value => new TupleValue(items)
-const makeDict = (entries: Map<string, Value>): Value => new ObjectValue(entries)
-const makeFunction = (fn: NativeFunction): Value => new FunctionValue(fn)
+/**
+ * A constructor for the library's value class that skips its class-field
+ * initialisers. Why: each value class re-declares the `type` field its base
+ * class declares, and V8 (Node 20) runs those initialisers on a slow path once
+ * more than one value class is constructed at a site, about 250 ns a value
+ * instead of about 10; that was most of a render's time. A plain function
+ * sharing the class's prototype gives an object of the same fields, methods and
+ * `instanceof` answers, so the library cannot tell the difference.
+ */
+function fastConstructor<T> (valueClass: ValueConstructor<T>): (value: T) => Value {
+  const sample = new valueClass(undefined as T) as unknown as Record<string, unknown>
+  const fieldNames = Object.keys(sample)
+  if (fieldNames.join() !== 'type,value' && fieldNames.join() !== 'type,value,_builtins') {
+    // A library release with other fields: keep its own constructor rather than guess.
+    return (value) => new valueClass(value)
+  }
+  const type = sample.type
+  const hasBuiltinsCache = fieldNames.length === 3
+  const FastValue = function (this: Record<string, unknown>, value: T): void {
+    this.type = type
+    this.value = value
+    if (hasBuiltinsCache) this._builtins = undefined
+  } as unknown as { new (value: T): Value, prototype: unknown }
+  FastValue.prototype = valueClass.prototype
+  return (value) => new FastValue(value)
+}
+
+const makeString = fastConstructor(StringValue)
+const makeInteger = fastConstructor(IntegerValue)
+const makeFloat = fastConstructor(FloatValue)
+const newBoolean = fastConstructor(BooleanValue)
+// Booleans, None and Undefined are immutable: one value each.
+const TRUE = newBoolean(true)
+const FALSE = newBoolean(false)
+const NONE = fastConstructor(NullValue)(null)
+const UNDEFINED = fastConstructor(UndefinedValue)(undefined)
+const makeBoolean = (flag: boolean): Value => flag ? TRUE : FALSE
+const makeNone = (): Value => NONE
+const makeUndefined = (): Value => UNDEFINED
+const makeList = fastConstructor(ArrayValue)
+const makeTuple = fastConstructor(TupleValue)
+const makeDict = fastConstructor(ObjectValue)
+const makeFunction = fastConstructor(FunctionValue)
+
+/**
+ * Python truthiness without the library's `__bool__()`, which allocates a
+ * BooleanValue per test (an `if` per message per branch adds up).
+ */
+function truthy (value: Value): boolean {
+  switch (value.type) {
+    case 'StringValue': case 'IntegerValue': case 'FloatValue': case 'BooleanValue': case 'NullValue': case 'UndefinedValue':
+      return Boolean(value.value)
+    default:
+      return value.__bool__().value
+  }
+}
 
 const isString = (value: Value): boolean => value.type === 'StringValue'
 const isInteger = (value: Value): boolean => value.type === 'IntegerValue'
@@ -1295,11 +1356,48 @@ function describe (node: JinjaNode): string {
   return 'value'
 }
 
+const literalValues = new WeakMap<JinjaNode, Value>()
+function literalValue (node: JinjaNode): Value {
+  let value = literalValues.get(node)
+  if (value === undefined) {
+    const literal = (node as unknown as { value: string | number }).value
+    value = node.type === 'StringLiteral' ? makeString(literal as string) : node.type === 'IntegerLiteral' ? makeInteger(literal as number) : makeFloat(literal as number)
+    literalValues.set(node, value)
+  }
+  return value
+}
+
+/** The library's Environment.lookupVariable, without an Error thrown and caught per unknown name. */
+function lookup (environment: Environment, name: string): Value {
+  for (let scope: Environment | undefined = environment; scope !== undefined; scope = (scope as unknown as { parent?: Environment }).parent) {
+    const value = scope.variables.get(name)
+    if (value !== undefined) return value
+    if (scope.variables.has(name)) return UNDEFINED
+  }
+  return UNDEFINED
+}
+
 class PythonInterpreter extends Interpreter {
   override evaluate (statement: JinjaNode | undefined, environment: Environment): Value {
     if (statement === undefined) return super.evaluate(statement, environment)
     switch (statement.type) {
       case 'PyValue': return (statement as unknown as ValueNode).value
+      // The cases below do what the library does, minus its allocations: a
+      // literal's value is made once per node (strings and numbers are
+      // immutable), a lookup does not throw and catch for an unknown name, and
+      // tests read truthiness without allocating a BooleanValue.
+      case 'StringLiteral': case 'IntegerLiteral': case 'FloatLiteral': return literalValue(statement)
+      case 'Identifier': return lookup(environment, (statement as unknown as { value: string }).value)
+      case 'Program': return makeString(this.block((statement as unknown as { body: JinjaNode[] }).body, environment))
+      case 'If': {
+        const node = statement as unknown as { test: JinjaNode, body: JinjaNode[], alternate: JinjaNode[] }
+        return makeString(this.block(truthy(this.evaluate(node.test, environment)) ? node.body : node.alternate, environment))
+      }
+      case 'UnaryExpression': {
+        const node = statement as unknown as { operator: { value: string }, argument: JinjaNode }
+        if (node.operator.value !== 'not') return super.evaluate(statement, environment)
+        return makeBoolean(!truthy(this.evaluate(node.argument, environment)))
+      }
       case 'PyOutput': return makeString(pythonStr(this.evaluate((statement as unknown as OutputNode).expression, environment)))
       case 'BinaryExpression': return this.binary(statement as unknown as BinaryNode, environment)
       case 'MemberExpression': return this.member(statement as unknown as MemberNode, environment)
@@ -1331,8 +1429,8 @@ class PythonInterpreter extends Interpreter {
   private binary (node: BinaryNode, environment: Environment): Value {
     const operator = node.operator.value
     const left = this.evaluate(node.left, environment)
-    if (operator === 'and') return left.__bool__().value ? this.evaluate(node.right, environment) : left
-    if (operator === 'or') return left.__bool__().value ? left : this.evaluate(node.right, environment)
+    if (operator === 'and') return truthy(left) ? this.evaluate(node.right, environment) : left
+    if (operator === 'or') return truthy(left) ? left : this.evaluate(node.right, environment)
     const right = this.evaluate(node.right, environment)
     switch (operator) {
       case '==': return makeBoolean(pythonEquals(left, right))
@@ -1462,7 +1560,7 @@ class PythonInterpreter extends Interpreter {
   }
 
   private loop (node: ForNode, environment: Environment): Value {
-    const scope = new Environment(environment)
+    const scope = newScope(environment)
     const filtered = node.iterable.type === 'SelectExpression'
     const source = filtered ? node.iterable.lhs as JinjaNode : node.iterable
     const iterable = this.evaluate(source, scope)
@@ -1472,9 +1570,9 @@ class PythonInterpreter extends Interpreter {
     let items = pythonIterate(iterable)
     if (filtered) {
       items = items.filter((item) => {
-        const testScope = new Environment(scope)
+        const testScope = newScope(scope)
         this.bindLoopTarget(node.loopvar, item, testScope)
-        return this.evaluate(node.iterable.test as JinjaNode, testScope).__bool__().value
+        return truthy(this.evaluate(node.iterable.test as JinjaNode, testScope))
       })
     }
     if (items.length === 0) return makeString(this.block(node.defaultBlock, scope))
@@ -1640,7 +1738,7 @@ export function renderJinja (compiled: CompiledJinja, variables: Iterable<[strin
     globals = globalEnvironment(options)
     globalEnvironments.set(options.now, globals)
   }
-  const scope = new Environment(globals)
+  const scope = newScope(globals)
   for (const [name, value] of variables) {
     // Render variables shadow globals such as `namespace`.
     scope.variables.set(name, toTemplateValue(value))
