@@ -16,6 +16,7 @@ import type { Backend, BackendInfo, GenerationParameters, GenerationRequest, Gen
 import { UpstreamError, upstreamUnreachable, ServiceError } from '../errors.js'
 import { decodeServerSentEvents } from '../streaming/sse-decoder.js'
 import { isRecord, malformedReply, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamRejected, upstreamStreamBroken } from './upstream-replies.js'
+import { requestText, splitBaseUrl, UpstreamTransportError, type UpstreamTextReply } from './upstream-http.js'
 
 export interface TgiBackendOptions {
   /** Base URL of the TGI server (or of an Inference Endpoint running TGI). */
@@ -44,22 +45,27 @@ export class TgiBackend implements Backend {
   readonly supportsGrammar = true
   readonly description: string
   readonly #baseUrl: string
+  readonly #origin: string
+  readonly #pathPrefix: string
   readonly #headers: Record<string, string>
+  readonly #streamHeaders: Record<string, string>
   readonly #dispatcher: Dispatcher
   readonly #modelLabel: string
 
   constructor (options: TgiBackendOptions) {
     this.#baseUrl = options.baseUrl.replace(/\/+$/, '')
     this.description = `tgi ${this.#baseUrl}`
+    ;({ origin: this.#origin, pathPrefix: this.#pathPrefix } = splitBaseUrl(this.#baseUrl))
     this.#headers = { 'content-type': 'application/json', accept: 'application/json' }
     if (options.token !== undefined) this.#headers.authorization = `Bearer ${options.token}`
+    this.#streamHeaders = { ...this.#headers, accept: 'text/event-stream' }
     this.#dispatcher = options.dispatcher ?? defaultDispatcher()
     this.#modelLabel = options.modelLabel ?? this.#baseUrl
   }
 
   async generate (request: GenerationRequest, signal: AbortSignal): Promise<GenerationResult> {
-    const response = await this.#post('/generate', request, signal)
-    const body = await readJson(response, this.#modelLabel)
+    const response = await this.#send('POST', '/generate', signal, JSON.stringify({ inputs: request.prompt, parameters: toTgiParameters(request.parameters) }))
+    const body = parseBody(response.text)
     if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel)
     if (!isRecord(body) || typeof body.generated_text !== 'string') throw malformedReply(this.#modelLabel, 'no generated_text in /generate reply')
     const details = isRecord(body.details) ? body.details : undefined
@@ -75,7 +81,7 @@ export class TgiBackend implements Backend {
   }
 
   async stream (request: GenerationRequest, signal: AbortSignal): Promise<AsyncIterable<TokenDelta>> {
-    const response = await this.#post('/generate_stream', request, signal, 'text/event-stream')
+    const response = await this.#openStream(request, signal)
     if (response.statusCode !== 200) {
       const body = await readJson(response, this.#modelLabel)
       throw tgiError(response.statusCode, body, response.headers, this.#modelLabel)
@@ -125,30 +131,16 @@ export class TgiBackend implements Backend {
   }
 
   async countTokens (prompt: string, signal: AbortSignal): Promise<number> {
-    let response: Dispatcher.ResponseData
-    try {
-      response = await undiciRequest(`${this.#baseUrl}/tokenize`, {
-        method: 'POST', headers: this.#headers, body: JSON.stringify({ inputs: prompt }), signal, dispatcher: this.#dispatcher
-      })
-    } catch (error) {
-      if (signal.aborted) throw signal.reason ?? error
-      throw upstreamUnreachable(this.#baseUrl, error)
-    }
-    const body = await readJson(response, this.#modelLabel)
+    const response = await this.#send('POST', '/tokenize', signal, JSON.stringify({ inputs: prompt }))
+    const body = parseBody(response.text)
     if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel)
     if (!Array.isArray(body)) throw malformedReply(this.#modelLabel, '/tokenize did not return a list')
     return body.length
   }
 
   async probe (signal: AbortSignal): Promise<BackendInfo> {
-    let response: Dispatcher.ResponseData
-    try {
-      response = await undiciRequest(`${this.#baseUrl}/info`, { method: 'GET', headers: this.#headers, signal, dispatcher: this.#dispatcher })
-    } catch (error) {
-      if (signal.aborted) throw signal.reason ?? error
-      throw upstreamUnreachable(this.#baseUrl, error)
-    }
-    const body = await readJson(response, this.#modelLabel)
+    const response = await this.#send('GET', '/info', signal)
+    const body = parseBody(response.text)
     if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel)
     if (!isRecord(body)) throw malformedReply(this.#modelLabel, '/info is not an object')
     return {
@@ -157,12 +149,23 @@ export class TgiBackend implements Backend {
     }
   }
 
-  async #post (path: string, request: GenerationRequest, signal: AbortSignal, accept?: string): Promise<Dispatcher.ResponseData> {
+  /** A request whose reply is read whole (see upstream-http.ts for why not undici's request()). */
+  async #send (method: 'GET' | 'POST', path: string, signal: AbortSignal, body?: string): Promise<UpstreamTextReply> {
+    try {
+      return await requestText(this.#dispatcher, { origin: this.#origin, path: this.#pathPrefix + path, method, headers: this.#headers, body, signal })
+    } catch (error) {
+      if (signal.aborted) throw signal.reason ?? error
+      if (error instanceof UpstreamTransportError && error.afterHeaders) throw replyBroken(this.#modelLabel, error.cause)
+      throw upstreamUnreachable(this.#baseUrl, error instanceof UpstreamTransportError ? error.cause : error)
+    }
+  }
+
+  async #openStream (request: GenerationRequest, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
     const body = JSON.stringify({ inputs: request.prompt, parameters: toTgiParameters(request.parameters) })
     try {
-      return await undiciRequest(this.#baseUrl + path, {
+      return await undiciRequest(this.#baseUrl + '/generate_stream', {
         method: 'POST',
-        headers: accept === undefined ? this.#headers : { ...this.#headers, accept },
+        headers: this.#streamHeaders,
         body,
         signal,
         dispatcher: this.#dispatcher
@@ -198,14 +201,18 @@ function headerNumber (value: string | string[] | undefined): number | undefined
   return Number.isFinite(number) ? number : undefined
 }
 
+function replyBroken (modelLabel: string, cause: unknown): UpstreamError {
+  return new UpstreamError(`Upstream connection for model ${modelLabel} broke while reading the reply`, {
+    statusCode: 502, type: 'server_error', code: 'upstream_stream_broken', cause
+  })
+}
+
 async function readJson (response: Dispatcher.ResponseData, modelLabel: string): Promise<unknown> {
   let text: string
   try {
     text = await response.body.text()
   } catch (error) {
-    throw new UpstreamError(`Upstream connection for model ${modelLabel} broke while reading the reply`, {
-      statusCode: 502, type: 'server_error', code: 'upstream_stream_broken', cause: error
-    })
+    throw replyBroken(modelLabel, error)
   }
   return parseBody(text)
 }
