@@ -20,7 +20,10 @@ const HELP = `usage: npm run bench -- [options]    (or: node scripts/bench/run.m
 
   --duration <s>        measured seconds per scenario and server (default 5)
   --warmup <s>          discarded warm-up seconds before each measurement (default 2; slow streams ≥ 3)
-  --quick               smoke run: 0.5 s warm-up, 1 s measurement (slow streams: 2 s + 1.5 s)
+  --quick               smoke run: 0.5 s warm-up, 1 s measurement, one round (slow streams: 2 s + 1.5 s)
+  --rounds <n>          measure each scenario (but slow streams) n times, floor and gateway back to back
+                        each round (default 3); the table shows each server's median run, and the
+                        throughput targets use the median of the per-round gateway/floor ratios
   --scenarios <list>    comma-separated subset of: ns1,ns32,ns256,st1,st32,slow (default: all)
   --slow-streams <n>    concurrent slow streams (default 1000)
   --soak <minutes>      instead of the comparison: repeat non-stream + stream rounds against the
@@ -48,7 +51,7 @@ const SLOW_DELAY_MS = 20
 // ---------------------------------------------------------------- arguments
 function parseArgs (argv) {
   const options = {
-    duration: 5, warmup: 2, quick: false, scenarios: undefined, slowStreams: 1000, soak: undefined,
+    duration: 5, warmup: 2, quick: false, rounds: 3, scenarios: undefined, slowStreams: 1000, soak: undefined,
     cpuProf: false, gatewayLog: '/dev/null', gatewayEntry: 'dist/src/server.js',
     // The gateway as `npm start` and the Docker image run it.
     gatewayNodeFlags: ['--max-semi-space-size=32']
@@ -69,6 +72,7 @@ function parseArgs (argv) {
       case '--duration': options.duration = number(); break
       case '--warmup': options.warmup = Number(value()); break
       case '--quick': options.quick = true; break
+      case '--rounds': options.rounds = Math.round(number()); break
       case '--scenarios': options.scenarios = value().split(',').map((name) => name.trim()).filter(Boolean); break
       case '--slow-streams': options.slowStreams = Math.round(number()); break
       case '--soak': options.soak = number(); break
@@ -388,8 +392,41 @@ const ratio = (numerator, denominator, direction) => {
 }
 const mark = (ok) => ok === undefined ? '' : ok ? '✓' : '✗'
 
+const median = (values) => {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted.length === 0 ? NaN : sorted[Math.floor((sorted.length - 1) / 2)]
+}
+
+/**
+ * Each server's median run per scenario (by throughput), and the per-round
+ * gateway/floor throughput ratios with their median.
+ */
+function summariseRounds (runs) {
+  const byKey = new Map()
+  const ratios = new Map()
+  const scenarios = [...new Set(runs.map((run) => run.scenario))]
+  for (const scenario of scenarios) {
+    for (const server of ['floor', 'gateway']) {
+      const own = runs.filter((run) => run.scenario === scenario && run.server === server)
+      if (own.length === 0) continue
+      const middle = median(own.map((run) => run.throughput))
+      byKey.set(`${scenario}/${server}`, own.find((run) => run.throughput === middle))
+    }
+    const perRound = runs.filter((run) => run.scenario === scenario && run.server === 'gateway').flatMap((gateway) => {
+      const floor = runs.find((run) => run.scenario === scenario && run.server === 'floor' && run.round === gateway.round)
+      return floor === undefined ? [] : [gateway.throughput / floor.throughput]
+    })
+    ratios.set(scenario, { perRound, median: median(perRound) })
+  }
+  return { byKey, ratios }
+}
+
 function buildReport (runs) {
-  const byKey = new Map(runs.map((run) => [`${run.scenario}/${run.server}`, run]))
+  const { byKey, ratios } = summariseRounds(runs)
+  const roundsNote = (name) => {
+    const { perRound } = ratios.get(name)
+    return perRound.length > 1 ? ` (median of rounds ${perRound.map((value) => value.toFixed(2)).join(', ')})` : ''
+  }
   const rows = []
   const targets = []
   const target = (name, ok, detail) => {
@@ -405,7 +442,7 @@ function buildReport (runs) {
     const row = (scenario, metric, f, g, r, goal = '') => rows.push([scenario, metric, f, g, r, goal])
     if (name.startsWith('ns')) {
       const goal = name === 'ns32'
-        ? target('non-stream req/s at 32 ≥ 0.5× floor', gateway.throughput >= 0.5 * floor.throughput, `${(gateway.throughput / floor.throughput).toFixed(2)}×`)
+        ? target('non-stream req/s at 32 ≥ 0.5× floor', ratios.get(name).median >= 0.5, `${ratios.get(name).median.toFixed(2)}×${roundsNote(name)}`)
         : ''
       row(label, 'req/s', formatNumber(floor.throughput, 1), formatNumber(gateway.throughput, 1), ratio(gateway.throughput, floor.throughput, 'g/f'), goal)
       row('', 'latency p50 ms', ms(floor.latencyMs.p50), ms(gateway.latencyMs.p50), ratio(floor.latencyMs.p50, gateway.latencyMs.p50, 'f/g'))
@@ -413,7 +450,7 @@ function buildReport (runs) {
       row('', 'server CPU ms/req', ms(floor.cpu.server.msPerRequest), ms(gateway.cpu.server.msPerRequest), ratio(gateway.cpu.server.msPerRequest, floor.cpu.server.msPerRequest, 'g/f'))
     } else if (name.startsWith('st')) {
       const goal = name === 'st32'
-        ? target('64-token streams/s at 32 ≥ 0.5× floor', gateway.throughput >= 0.5 * floor.throughput, `${(gateway.throughput / floor.throughput).toFixed(2)}×`)
+        ? target('64-token streams/s at 32 ≥ 0.5× floor', ratios.get(name).median >= 0.5, `${ratios.get(name).median.toFixed(2)}×${roundsNote(name)}`)
         : ''
       row(label, 'streams/s', formatNumber(floor.throughput, 1), formatNumber(gateway.throughput, 1), ratio(gateway.throughput, floor.throughput, 'g/f'), goal)
       const ttftOk = gateway.ttftMs.p50 <= floor.ttftMs.p50 + 1
@@ -439,12 +476,12 @@ function buildReport (runs) {
       row('', 'server CPU ms/stream', ms(floor.cpu.server.msPerRequest), ms(gateway.cpu.server.msPerRequest), ratio(gateway.cpu.server.msPerRequest, floor.cpu.server.msPerRequest, 'g/f'))
     }
   }
-  return { rows, targets }
+  return { rows, targets, roundRatios: Object.fromEntries(ratios) }
 }
 
 function diagnosticsRows (runs) {
   return runs.map((run) => [
-    run.label, run.server, String(run.completed),
+    run.label, run.server, String(run.round ?? 1), String(run.completed),
     String(run.failedInWindow + Object.values(run.failures).reduce((sum, count) => sum + count, 0)),
     `${run.cpu.server.pctOfCore.toFixed(0)}%`, `${run.cpu.fake.pctOfCore.toFixed(0)}%`, `${run.cpu.loadgen.pctOfCore.toFixed(0)}%`,
     formatNumber(run.cpu.fake.msPerRequest, 3), formatNumber(run.cpu.loadgen.msPerRequest, 3),
@@ -593,26 +630,33 @@ async function main () {
       // Slow streams: 1000 connections must be open and cycling before the window starts.
       const warmupMs = slow ? (options.quick ? 2000 : Math.max(3000, options.warmup * 1000)) : options.warmup * 1000
       const durationMs = slow && options.quick ? 1500 : options.duration * 1000
-      for (const server of [floor, gateway]) {
-        const run = await measureQuietly({ loadgen, fake, server, scenario, warmupMs, durationMs })
-        runs.push(run)
-        log(progressLine(run))
-        await sleep(300)
+      // The host's speed drifts over minutes (other tenants): floor and gateway are
+      // measured back to back each round, so each round's ratio compares like with like.
+      const rounds = slow || options.quick ? 1 : options.rounds
+      for (let round = 1; round <= rounds; round++) {
+        for (const server of [floor, gateway]) {
+          const run = await measureQuietly({ loadgen, fake, server, scenario, warmupMs, durationMs })
+          run.round = round
+          runs.push(run)
+          log(progressLine(run))
+          await sleep(300)
+        }
       }
       if (slow) await configureFake(fake, { delayMs: 0 })
     }
-    const { rows, targets } = buildReport(runs)
+    const { rows, targets, roundRatios } = buildReport(runs)
     output.runs = runs
     output.table = rows
     output.targets = targets
+    output.roundRatios = roundRatios
 
     const out = (text) => process.stdout.write(text)
     out(`\nhf-chat-gateway benchmark — ${started.toISOString()} — node ${process.version}, ${cpus().length} CPUs; ${options.quick ? 'QUICK, ' : ''}` +
-      `${options.warmup} s warm-up + ${options.duration} s per scenario and server; gateway LOG_LEVEL=info${options.cpuProf ? ', under --cpu-prof (slower)' : ''}\n`)
+      `${options.warmup} s warm-up + ${options.duration} s per scenario and server, ${options.quick ? 1 : options.rounds} round(s) (slow streams: 1); table: each server's median run; gateway LOG_LEVEL=info${options.cpuProf ? ', under --cpu-prof (slower)' : ''}\n`)
     out('ratio: g/f = gateway ÷ floor (throughput, success, CPU and RSS costs); f/g = floor ÷ gateway (latencies). For throughput and latency ratios, 1.00 = parity and lower = gateway worse; for CPU and RSS, higher = gateway costs more.\n\n')
     out(table(['scenario', 'metric', 'floor', 'gateway', 'ratio', 'target'], rows, [0, 1, 5]) + '\n')
     out('\nLoad and CPU per run (measurement window; CPU in % of one core; machine = all cores busy %; other = CPU of processes outside the benchmark, % of one core):\n')
-    out(table(['scenario', 'server', 'ok', 'failed', 'srv CPU', 'fake CPU', 'loadgen CPU', 'fake ms/req', 'lg ms/req', 'machine', 'other', 'lg lag p99 ms'], diagnosticsRows(runs)) + '\n')
+    out(table(['scenario', 'server', 'round', 'ok', 'failed', 'srv CPU', 'fake CPU', 'loadgen CPU', 'fake ms/req', 'lg ms/req', 'machine', 'other', 'lg lag p99 ms'], diagnosticsRows(runs)) + '\n')
     const notes = warnings(runs)
     if (notes.length > 0) out(`\nNotes:\n${notes.map((note) => `  - ${note}`).join('\n')}\n`)
     out(`\nTargets:\n${targets.map((entry) => `  ${mark(entry.ok)} ${entry.name}: ${entry.detail}`).join('\n')}\n`)
