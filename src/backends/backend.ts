@@ -64,6 +64,20 @@ export interface TokenDelta {
   end?: GenerationEnd
 }
 
+/**
+ * A token stream that also hands over the deltas it already holds without a
+ * promise each. Under load one upstream chunk carries many tokens; the chat
+ * layer then turns all of them into one write instead of one await per token.
+ */
+export interface BufferedTokenStream extends AsyncIterableIterator<TokenDelta> {
+  /** The next delta when one is already buffered; undefined means: await next(). */
+  takeBuffered (): TokenDelta | undefined
+}
+
+export function isBufferedTokenStream (stream: AsyncIterator<TokenDelta>): stream is BufferedTokenStream {
+  return typeof (stream as Partial<BufferedTokenStream>).takeBuffered === 'function'
+}
+
 export interface BackendInfo {
   /** The model the upstream serves, when it says (TGI /info `model_id`). */
   modelId?: string

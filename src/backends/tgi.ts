@@ -11,12 +11,11 @@
  *   caller's AbortSignal cancels the request, which makes TGI drop the
  *   generation when the connection closes.
  */
-import { Agent, request as undiciRequest, type Dispatcher } from 'undici'
+import { Agent, type Dispatcher } from 'undici'
 import type { Backend, BackendInfo, GenerationParameters, GenerationRequest, GenerationResult, TokenDelta, UpstreamFinishReason } from './backend.js'
-import { UpstreamError, upstreamUnreachable, ServiceError } from '../errors.js'
-import { decodeServerSentEvents } from '../streaming/sse-decoder.js'
+import { UpstreamError, upstreamUnreachable } from '../errors.js'
 import { isRecord, malformedReply, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamRejected, upstreamStreamBroken } from './upstream-replies.js'
-import { requestText, splitBaseUrl, UpstreamTransportError, type UpstreamTextReply } from './upstream-http.js'
+import { openEventStream, requestText, splitBaseUrl, UpstreamTransportError, type UpstreamEventReply, type UpstreamTextReply } from './upstream-http.js'
 
 export interface TgiBackendOptions {
   /** Base URL of the TGI server (or of an Inference Endpoint running TGI). */
@@ -81,52 +80,45 @@ export class TgiBackend implements Backend {
   }
 
   async stream (request: GenerationRequest, signal: AbortSignal): Promise<AsyncIterable<TokenDelta>> {
-    const response = await this.#openStream(request, signal)
-    if (response.statusCode !== 200) {
-      const body = await readJson(response, this.#modelLabel)
-      throw tgiError(response.statusCode, body, response.headers, this.#modelLabel)
-    }
-    return this.#deltas(response.body, signal)
-  }
-
-  async * #deltas (body: Dispatcher.ResponseData['body'], signal: AbortSignal): AsyncGenerator<TokenDelta> {
-    let ended = false
+    const body = JSON.stringify({ inputs: request.prompt, parameters: toTgiParameters(request.parameters) })
+    let reply: UpstreamEventReply<TokenDelta>
     try {
-      for await (const data of decodeServerSentEvents(body)) {
-        const event = parseEvent(data, this.#modelLabel)
-        if (event.error !== undefined) throw tgiStreamError(event, this.#modelLabel)
-        const token = event.token
-        if (!isRecord(token) || typeof token.text !== 'string') throw malformedReply(this.#modelLabel, 'a token event without token.text')
-        const details = event.details
-        if (!isRecord(details)) {
-          yield { text: token.text, special: token.special === true }
-          continue
-        }
-        ended = true
-        const finishReason = typeof details.finish_reason === 'string' && FINISH_REASONS.has(details.finish_reason)
-          ? details.finish_reason as UpstreamFinishReason
-          : 'eos_token'
-        yield {
-          text: token.text,
-          special: token.special === true,
-          end: {
-            finishReason,
-            promptTokens: typeof details.input_length === 'number' ? details.input_length : undefined,
-            generatedTokens: typeof details.generated_tokens === 'number' ? details.generated_tokens : undefined
-          }
-        }
-        return
-      }
+      reply = await openEventStream(this.#dispatcher, {
+        origin: this.#origin, path: `${this.#pathPrefix}/generate_stream`, method: 'POST', headers: this.#streamHeaders, body, signal
+      }, {
+        decode: (data) => this.#decodeEvent(data),
+        broken: (cause) => upstreamStreamBroken(this.#modelLabel, cause)
+      })
     } catch (error) {
       if (signal.aborted) throw signal.reason ?? error
-      if (error instanceof ServiceError) throw error
-      throw upstreamStreamBroken(this.#modelLabel, error)
-    } finally {
-      // Breaking out early (a gateway-side stop) must close the connection so TGI stops generating.
-      if (!ended) body.destroy()
+      throw upstreamUnreachable(this.#baseUrl, error instanceof UpstreamTransportError ? error.cause : error)
     }
-    if (!ended && !signal.aborted) {
-      throw upstreamStreamBroken(this.#modelLabel)
+    if (!('events' in reply)) throw tgiError(reply.statusCode, parseBody(reply.text), reply.headers, this.#modelLabel)
+    return reply.events
+  }
+
+  /** One /generate_stream event: a token, the last token with `details`, or an error. */
+  #decodeEvent (data: string): { value: TokenDelta, last: boolean } {
+    const event = parseEvent(data, this.#modelLabel)
+    if (event.error !== undefined) throw tgiStreamError(event, this.#modelLabel)
+    const token = event.token
+    if (!isRecord(token) || typeof token.text !== 'string') throw malformedReply(this.#modelLabel, 'a token event without token.text')
+    const details = event.details
+    if (!isRecord(details)) return { value: { text: token.text, special: token.special === true }, last: false }
+    const finishReason = typeof details.finish_reason === 'string' && FINISH_REASONS.has(details.finish_reason)
+      ? details.finish_reason as UpstreamFinishReason
+      : 'eos_token'
+    return {
+      value: {
+        text: token.text,
+        special: token.special === true,
+        end: {
+          finishReason,
+          promptTokens: typeof details.input_length === 'number' ? details.input_length : undefined,
+          generatedTokens: typeof details.generated_tokens === 'number' ? details.generated_tokens : undefined
+        }
+      },
+      last: true
     }
   }
 
@@ -159,22 +151,6 @@ export class TgiBackend implements Backend {
       throw upstreamUnreachable(this.#baseUrl, error instanceof UpstreamTransportError ? error.cause : error)
     }
   }
-
-  async #openStream (request: GenerationRequest, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
-    const body = JSON.stringify({ inputs: request.prompt, parameters: toTgiParameters(request.parameters) })
-    try {
-      return await undiciRequest(this.#baseUrl + '/generate_stream', {
-        method: 'POST',
-        headers: this.#streamHeaders,
-        body,
-        signal,
-        dispatcher: this.#dispatcher
-      })
-    } catch (error) {
-      if (signal.aborted) throw signal.reason ?? error
-      throw upstreamUnreachable(this.#baseUrl, error)
-    }
-  }
 }
 
 /** TGI's GenerateParameters; undefined fields are dropped by JSON.stringify. */
@@ -205,16 +181,6 @@ function replyBroken (modelLabel: string, cause: unknown): UpstreamError {
   return new UpstreamError(`Upstream connection for model ${modelLabel} broke while reading the reply`, {
     statusCode: 502, type: 'server_error', code: 'upstream_stream_broken', cause
   })
-}
-
-async function readJson (response: Dispatcher.ResponseData, modelLabel: string): Promise<unknown> {
-  let text: string
-  try {
-    text = await response.body.text()
-  } catch (error) {
-    throw replyBroken(modelLabel, error)
-  }
-  return parseBody(text)
 }
 
 /** Maps a TGI HTTP error to the status the client should see. */

@@ -10,6 +10,7 @@
  */
 import type { Dispatcher } from 'undici'
 import type { IncomingHttpHeaders } from 'node:http'
+import { ServerSentEventParser } from '../streaming/sse-decoder.js'
 
 export interface UpstreamTextReply {
   statusCode: number
@@ -103,4 +104,208 @@ export function requestText (dispatcher: Dispatcher, request: UpstreamTextReques
 export function splitBaseUrl (baseUrl: string): { origin: string, pathPrefix: string } {
   const url = new URL(baseUrl)
   return { origin: url.origin, pathPrefix: url.pathname.replace(/\/+$/, '') }
+}
+
+/** What one upstream SSE event means to the caller's stream. */
+export interface DecodedEvent<T> {
+  value: T
+  /** The generation's last event: nothing after it is read. */
+  last: boolean
+}
+
+export interface EventStreamOptions<T> {
+  /** Maps one event's `data`; throws to fail the stream (an upstream error event). */
+  decode: (data: string) => DecodedEvent<T>
+  /** The error for a connection that broke after the headers. */
+  broken: (cause?: unknown) => unknown
+}
+
+export interface BufferedEvents<T> extends AsyncIterableIterator<T> {
+  /** The next event when one is already decoded and waiting; undefined means: await next(). */
+  takeBuffered (): T | undefined
+}
+
+export type UpstreamEventReply<T> =
+  | { statusCode: 200, headers: IncomingHttpHeaders, events: BufferedEvents<T> }
+  | { statusCode: number, headers: IncomingHttpHeaders, text: string }
+
+// Decoded events held before the upstream socket is paused (a slow client).
+const QUEUE_HIGH_WATER = 256
+
+/**
+ * Opens an SSE request. Resolves at the headers: a 200 gives an async
+ * iterator of decoded events, any other status its whole body as text.
+ *
+ * Why not undici's request() and an async generator per stage: each token then
+ * went through a Readable's async iterator, an SSE decoder generator and a
+ * mapping generator (a promise and a generator resume each). Here the bytes are
+ * decoded and mapped synchronously as they arrive, and the consumer pays one
+ * promise per event. Leaving early (`return()`) cancels the request, which
+ * makes TGI stop generating; a full queue pauses the socket.
+ */
+export function openEventStream<T> (dispatcher: Dispatcher, request: UpstreamTextRequest, options: EventStreamOptions<T>): Promise<UpstreamEventReply<T>> {
+  return new Promise((resolve, reject) => {
+    const { signal } = request
+    if (signal.aborted) {
+      reject(signal.reason)
+      return
+    }
+    let controller: Dispatcher.DispatchController | undefined
+    let statusCode = 0
+    let headers: IncomingHttpHeaders = {}
+    let answered = false
+    // Non-200 replies: the body, read whole.
+    const chunks: Buffer[] = []
+    // 200 replies: the event queue and its one waiting reader.
+    const parser = new ServerSentEventParser()
+    const queue: T[] = []
+    let head = 0
+    let finished = false
+    let failure: { error: unknown } | undefined
+    let waiting: { resolve: (result: IteratorResult<T>) => void, reject: (error: unknown) => void } | undefined
+    let paused = false
+
+    const detach = (): void => { signal.removeEventListener('abort', onAbort) }
+    const onAbort = (): void => {
+      fail(signal.reason)
+      controller?.abort(signal.reason)
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+
+    const wake = (): void => {
+      if (waiting === undefined) return
+      const reader = waiting
+      if (head < queue.length) {
+        waiting = undefined
+        reader.resolve({ value: take(), done: false })
+      } else if (failure !== undefined) {
+        waiting = undefined
+        reader.reject(failure.error)
+      } else if (finished) {
+        waiting = undefined
+        reader.resolve({ value: undefined, done: true })
+      }
+    }
+    const take = (): T => {
+      const value = queue[head] as T
+      queue[head++] = undefined as T
+      if (head === queue.length) {
+        queue.length = 0
+        head = 0
+      }
+      if (paused && queue.length - head < QUEUE_HIGH_WATER / 2) {
+        paused = false
+        controller?.resume()
+      }
+      return value
+    }
+    const fail = (error: unknown): void => {
+      if (finished || failure !== undefined) return
+      failure = { error }
+      detach()
+      wake()
+    }
+    const finish = (): void => {
+      if (finished || failure !== undefined) return
+      finished = true
+      detach()
+      wake()
+    }
+    const accept = (events: string[]): void => {
+      for (const data of events) {
+        if (finished || failure !== undefined) return
+        let decoded: DecodedEvent<T>
+        try {
+          decoded = options.decode(data)
+        } catch (error) {
+          // Failed first: aborting calls onResponseError at once, which would fail it as "broken".
+          fail(error)
+          controller?.abort(error as Error)
+          return
+        }
+        queue.push(decoded.value)
+        if (decoded.last) {
+          // Nothing after the last event matters; the upstream ends the reply itself.
+          finish()
+          return
+        }
+      }
+      if (!paused && queue.length - head >= QUEUE_HIGH_WATER) {
+        paused = true
+        controller?.pause()
+      }
+      wake()
+    }
+
+    const events: BufferedEvents<T> = {
+      takeBuffered () {
+        return head < queue.length ? take() : undefined
+      },
+      next () {
+        if (head < queue.length) return Promise.resolve({ value: take(), done: false })
+        if (failure !== undefined) return Promise.reject(failure.error)
+        if (finished) return Promise.resolve({ value: undefined, done: true })
+        return new Promise((resolve, reject) => { waiting = { resolve, reject } })
+      },
+      return () {
+        // The consumer left early (a stop the gateway matched, a client gone): stop the generation upstream.
+        if (!finished && failure === undefined) {
+          finished = true
+          detach()
+          controller?.abort(new Error('event stream closed by its reader'))
+        }
+        queue.length = 0
+        head = 0
+        return Promise.resolve({ value: undefined, done: true })
+      },
+      [Symbol.asyncIterator] () { return events }
+    }
+
+    const handler: Dispatcher.DispatchHandler = {
+      onRequestStart (requestController) {
+        controller = requestController
+        if (signal.aborted) requestController.abort(signal.reason)
+      },
+      onResponseStart (_controller, status, responseHeaders) {
+        statusCode = status
+        headers = responseHeaders
+        if (status === 200) {
+          answered = true
+          resolve({ statusCode: 200, headers, events })
+        }
+      },
+      onResponseData (_controller, chunk) {
+        if (statusCode === 200) accept(parser.push(chunk))
+        else chunks.push(chunk)
+      },
+      onResponseEnd () {
+        if (statusCode === 200) {
+          accept(parser.end())
+          // Ended without its last event: the generation broke off.
+          if (signal.aborted) fail(signal.reason)
+          else fail(options.broken())
+          return
+        }
+        detach()
+        answered = true
+        resolve({ statusCode, headers, text: chunks.length === 1 ? (chunks[0] as Buffer).toString('utf8') : Buffer.concat(chunks).toString('utf8') })
+      },
+      onResponseError (_controller, error) {
+        if (!answered) {
+          detach()
+          answered = true
+          reject(signal.aborted ? signal.reason : new UpstreamTransportError(error, statusCode !== 0))
+          return
+        }
+        fail(signal.aborted ? signal.reason : options.broken(error))
+      }
+    }
+    try {
+      dispatcher.dispatch({ origin: request.origin, path: request.path, method: request.method, headers: request.headers, body: request.body }, handler)
+    } catch (error) {
+      detach()
+      answered = true
+      reject(new UpstreamTransportError(error, false))
+    }
+  })
 }

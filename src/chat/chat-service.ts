@@ -3,7 +3,7 @@
  * backend, and map the answer to OpenAI's response or stream. Framework-free.
  */
 import { randomUUID } from 'node:crypto'
-import type { Backend, GenerationEnd, GenerationRequest, TokenDelta, UpstreamFinishReason } from '../backends/backend.js'
+import { isBufferedTokenStream, type Backend, type GenerationEnd, type GenerationRequest, type TokenDelta, type UpstreamFinishReason } from '../backends/backend.js'
 import type { ChatCompletion, ChatCompletionRequest, ChatRenderRequest, FinishReason, Usage } from '../openai/schemas.js'
 import type { GatewayMetrics } from '../metrics.js'
 import type { ModelCatalog, ModelEntry } from './model-catalog.js'
@@ -328,20 +328,23 @@ export class ChatService {
   }): AsyncGenerator<string> {
     const { entry, deadline, iterator, encoder, answer } = state
     let toolCalls = 0
-    // Answer events → SSE frames (content, reasoning, tool-call deltas).
-    const framesOf = (events: AnswerEvent[]): string[] => {
-      const frames: string[] = []
+    // Answer events → SSE frames (content, reasoning, tool-call deltas), as one string.
+    const framesOf = (events: AnswerEvent[]): string => {
+      let frames = ''
       for (const event of events) {
-        if (event.type === 'content') frames.push(encoder.content(event.text))
-        else if (event.type === 'reasoning') frames.push(encoder.reasoning(event.text))
+        if (event.type === 'content') frames += encoder.content(event.text)
+        else if (event.type === 'reasoning') frames += encoder.reasoning(event.text)
         else if (state.singleCall && event.index > 0) continue
         else if (event.type === 'tool_call') {
           toolCalls++
-          frames.push(encoder.toolCallStart(event.index, event.id, event.name))
-        } else frames.push(encoder.toolCallArguments(event.index, event.text))
+          frames += encoder.toolCallStart(event.index, event.id, event.name)
+        } else frames += encoder.toolCallArguments(event.index, event.text)
       }
       return frames
     }
+    // Deltas the upstream already delivered are taken without an await each and
+    // leave as one string (see BufferedTokenStream).
+    const takeBuffered = isBufferedTokenStream(iterator) ? () => iterator.takeBuffered() : () => undefined
     const model = entry.id
     const matcher = new StopSequenceMatcher(state.stops)
     const started = performance.now()
@@ -353,16 +356,17 @@ export class ChatService {
       yield encoder.role()
       let result = state.first
       while (result.done !== true) {
-        const delta = result.value
-        if (delta.text !== '' || delta.end === undefined) tokens++
-        if (!delta.special) {
-          const released = matcher.push(delta.text)
-          if (released !== '') {
-            if (answer.passthrough) yield encoder.content(released)
-            else yield * framesOf(answer.push(released))
+        let frames = ''
+        for (let delta: TokenDelta | undefined = result.value; delta !== undefined; delta = takeBuffered()) {
+          if (delta.text !== '' || delta.end === undefined) tokens++
+          if (!delta.special) {
+            const released = matcher.push(delta.text)
+            if (released !== '') frames += answer.passthrough ? encoder.content(released) : framesOf(answer.push(released))
           }
+          end = delta.end
+          if (matcher.stopped || end !== undefined) break
         }
-        end = delta.end
+        if (frames !== '') yield frames
         if (matcher.stopped || end !== undefined) break
         result = await iterator.next()
       }
@@ -372,15 +376,13 @@ export class ChatService {
         deadline.cancel()
       } else if (!matcher.stopped) {
         const rest = matcher.flush()
-        if (rest !== '') {
-          if (answer.passthrough) yield encoder.content(rest)
-          else yield * framesOf(answer.push(rest))
-        }
+        if (rest !== '') yield answer.passthrough ? encoder.content(rest) : framesOf(answer.push(rest))
       }
       if (end === undefined && !matcher.stopped) {
         throw new ServiceError('Upstream stream ended before the generation finished', { statusCode: 502, type: 'server_error', code: 'upstream_stream_broken' })
       }
-      if (!answer.passthrough) yield * framesOf(answer.finish())
+      const last = answer.passthrough ? '' : framesOf(answer.finish())
+      if (last !== '') yield last
       yield encoder.finish(toolCalls > 0 ? 'tool_calls' : mapFinishReason(end?.finishReason ?? 'stop_sequence', matcher.stopped))
       const promptTokens = end?.promptTokens ?? await this.#countPromptTokens(entry.backend, state.generation, AbortSignal.timeout(5000))
       const usage = toUsage(promptTokens, end?.generatedTokens ?? tokens)

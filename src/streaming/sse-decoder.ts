@@ -9,38 +9,64 @@
  */
 import { StringDecoder } from 'node:string_decoder'
 
-export async function * decodeServerSentEvents (body: AsyncIterable<Uint8Array | string>): AsyncGenerator<string> {
-  const decoder = new StringDecoder('utf8')
-  let pending = ''
-  let data: string[] = []
-  for await (const chunk of body) {
-    pending += typeof chunk === 'string' ? chunk : decoder.write(chunk as Buffer)
+/**
+ * The decoder as a synchronous push parser: feed it chunks as they arrive and
+ * get back the events they complete. Synchronous so a caller that already has
+ * a chunk in hand (an undici dispatch handler) pays no promise per event.
+ */
+export class ServerSentEventParser {
+  readonly #decoder = new StringDecoder('utf8')
+  #pending = ''
+  #data: string[] = []
+
+  /** The `data` payloads of the events this chunk completes (often none or one; many under load). */
+  push (chunk: Uint8Array | string): string[] {
+    this.#pending += typeof chunk === 'string' ? chunk : this.#decoder.write(chunk as Buffer)
+    const events: string[] = []
+    let pending = this.#pending
+    let start = 0
     let lineEnd: number
-    while ((lineEnd = findLineEnd(pending)) !== -1) {
-      const line = pending.slice(0, lineEnd)
+    while ((lineEnd = findLineEnd(pending, start)) !== -1) {
       // A lone \r at the end may be the first half of \r\n: wait for more bytes.
-      if (pending[lineEnd] === '\r' && lineEnd === pending.length - 1) break
-      const skip = pending[lineEnd] === '\r' && pending[lineEnd + 1] === '\n' ? 2 : 1
-      pending = pending.slice(lineEnd + skip)
+      if (pending.charCodeAt(lineEnd) === 13 && lineEnd === pending.length - 1) break
+      const line = pending.slice(start, lineEnd)
+      start = lineEnd + (pending.charCodeAt(lineEnd) === 13 && pending.charCodeAt(lineEnd + 1) === 10 ? 2 : 1)
       if (line === '') {
-        if (data.length > 0) {
-          yield data.join('\n')
-          data = []
+        if (this.#data.length > 0) {
+          events.push(this.#data.length === 1 ? this.#data[0] as string : this.#data.join('\n'))
+          this.#data = []
         }
       } else if (line.startsWith('data:')) {
-        data.push(line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5))
+        this.#data.push(line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5))
       }
     }
+    // One slice per chunk, not per line: the rest waits for the next chunk.
+    if (start > 0) pending = pending.slice(start)
+    this.#pending = pending
+    return events
   }
-  pending += decoder.end()
-  for (const line of pending.split(/\r\n|\r|\n/)) {
-    if (line.startsWith('data:')) data.push(line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5))
+
+  /** The stream ended: a last event without its blank line still counts. */
+  end (): string[] {
+    const pending = this.#pending + this.#decoder.end()
+    this.#pending = ''
+    for (const line of pending.split(/\r\n|\r|\n/)) {
+      if (line.startsWith('data:')) this.#data.push(line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5))
+    }
+    const events = this.#data.length > 0 ? [this.#data.join('\n')] : []
+    this.#data = []
+    return events
   }
-  if (data.length > 0) yield data.join('\n')
 }
 
-function findLineEnd (text: string): number {
-  for (let index = 0; index < text.length; index++) {
+export async function * decodeServerSentEvents (body: AsyncIterable<Uint8Array | string>): AsyncGenerator<string> {
+  const parser = new ServerSentEventParser()
+  for await (const chunk of body) yield * parser.push(chunk)
+  yield * parser.end()
+}
+
+function findLineEnd (text: string, from: number): number {
+  for (let index = from; index < text.length; index++) {
     const code = text.charCodeAt(index)
     if (code === 10 || code === 13) return index
   }

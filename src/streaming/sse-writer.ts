@@ -4,7 +4,8 @@
  * in one write: the socket is corked at the first frame and uncorked on
  * setImmediate, after the pending microtasks that produce the rest. Writing
  * each frame on its own cost a syscall per token (writev was a quarter of the
- * gateway's CPU in `npm run bench -- --cpu-prof`). Backpressure is honoured.
+ * gateway's CPU in `npm run bench -- --cpu-prof`), except the first two frames (see
+ * FLUSHED_AT_ONCE). Backpressure is honoured.
  */
 import type { ServerResponse } from 'node:http'
 
@@ -20,9 +21,16 @@ function drained (response: ServerResponse): Promise<void> {
   })
 }
 
+// The role frame and the first token's frame leave at once, not at the end of
+// the turn: under load an upstream chunk carries many tokens, and waiting for all
+// of them put the whole chunk's processing into the client's time to first token.
+const FLUSHED_AT_ONCE = 2
+
 export async function writeFrames (frames: AsyncIterable<string>, response: ServerResponse): Promise<void> {
   let corked = false
+  let written = 0
   const uncork = (): void => {
+    if (!corked) return
     corked = false
     response.uncork()
   }
@@ -34,7 +42,9 @@ export async function writeFrames (frames: AsyncIterable<string>, response: Serv
         response.cork()
         setImmediate(uncork)
       }
-      if (!response.write(frame)) await drained(response)
+      const flowing = response.write(frame)
+      if (++written === FLUSHED_AT_ONCE) uncork()
+      if (!flowing) await drained(response)
     }
   } finally {
     if (!response.destroyed) response.end()
