@@ -390,6 +390,7 @@ const ratio = (numerator, denominator, direction) => {
   const value = numerator / denominator
   return Number.isFinite(value) ? `${value.toFixed(2)} ${direction}` : 'n/a'
 }
+const signed = (value) => `${value >= 0 ? '+' : '−'}${Math.abs(value).toFixed(2)}`
 const mark = (ok) => ok === undefined ? '' : ok ? '✓' : '✗'
 
 const median = (values) => {
@@ -455,7 +456,7 @@ function buildReport (runs) {
       row(label, 'streams/s', formatNumber(floor.throughput, 1), formatNumber(gateway.throughput, 1), ratio(gateway.throughput, floor.throughput, 'g/f'), goal)
       const ttftOk = gateway.ttftMs.p50 <= floor.ttftMs.p50 + 1
       row('', 'TTFT p50 ms', ms(floor.ttftMs.p50), ms(gateway.ttftMs.p50), ratio(floor.ttftMs.p50, gateway.ttftMs.p50, 'f/g'),
-        target(`TTFT p50 ≤ floor + 1 ms (c=${floor.connections})`, ttftOk, `+${(gateway.ttftMs.p50 - floor.ttftMs.p50).toFixed(2)} ms`))
+        target(`TTFT p50 ≤ floor + 1 ms (c=${floor.connections})`, ttftOk, `${signed(gateway.ttftMs.p50 - floor.ttftMs.p50)} ms`))
       row('', 'TTFT p99 ms', ms(floor.ttftMs.p99), ms(gateway.ttftMs.p99), ratio(floor.ttftMs.p99, gateway.ttftMs.p99, 'f/g'))
       row('', 'stream time p99 ms', ms(floor.latencyMs.p99), ms(gateway.latencyMs.p99), ratio(floor.latencyMs.p99, gateway.latencyMs.p99, 'f/g'))
       row('', 'server CPU ms/stream', ms(floor.cpu.server.msPerRequest), ms(gateway.cpu.server.msPerRequest), ratio(gateway.cpu.server.msPerRequest, floor.cpu.server.msPerRequest, 'g/f'))

@@ -26,7 +26,9 @@ export class ServerSentEventParser {
     let pending = this.#pending
     let start = 0
     let lineEnd: number
-    while ((lineEnd = findLineEnd(pending, start)) !== -1) {
+    // Servers end lines with \n; only a text holding a \r needs the slower scan.
+    const findEnd = pending.includes('\r') ? findLineEnd : findNewline
+    while ((lineEnd = findEnd(pending, start)) !== -1) {
       // A lone \r at the end may be the first half of \r\n: wait for more bytes.
       if (pending.charCodeAt(lineEnd) === 13 && lineEnd === pending.length - 1) break
       const line = pending.slice(start, lineEnd)
@@ -63,6 +65,10 @@ export async function * decodeServerSentEvents (body: AsyncIterable<Uint8Array |
   const parser = new ServerSentEventParser()
   for await (const chunk of body) yield * parser.push(chunk)
   yield * parser.end()
+}
+
+function findNewline (text: string, from: number): number {
+  return text.indexOf('\n', from)
 }
 
 function findLineEnd (text: string, from: number): number {
