@@ -92,12 +92,17 @@ export function requestText (dispatcher: Dispatcher, request: UpstreamTextReques
         reject(signal.aborted ? signal.reason : new UpstreamTransportError(error, statusCode !== 0))
       }
     }
-    try {
-      dispatcher.dispatch({ origin: request.origin, path: request.path, method: request.method, headers: request.headers, body: request.body }, handler)
-    } catch (error) {
-      if (settle()) reject(new UpstreamTransportError(error, false))
-    }
+    dispatch(dispatcher, request, handler, (error) => { if (settle()) reject(error) })
   })
+}
+
+/** Hands the request to the dispatcher; one that throws at once (a closed pool) is reported, not thrown. */
+function dispatch (dispatcher: Dispatcher, request: UpstreamTextRequest, handler: Dispatcher.DispatchHandler, refused: (error: UpstreamTransportError) => void): void {
+  try {
+    dispatcher.dispatch({ origin: request.origin, path: request.path, method: request.method, headers: request.headers, body: request.body }, handler)
+  } catch (error) {
+    refused(new UpstreamTransportError(error, false))
+  }
 }
 
 /** A base URL split for dispatch(): its origin, and its path without a trailing slash. */
@@ -300,12 +305,10 @@ export function openEventStream<T> (dispatcher: Dispatcher, request: UpstreamTex
         fail(signal.aborted ? signal.reason : options.broken(error))
       }
     }
-    try {
-      dispatcher.dispatch({ origin: request.origin, path: request.path, method: request.method, headers: request.headers, body: request.body }, handler)
-    } catch (error) {
+    dispatch(dispatcher, request, handler, (error) => {
       detach()
       answered = true
-      reject(new UpstreamTransportError(error, false))
-    }
+      reject(error)
+    })
   })
 }
