@@ -148,6 +148,11 @@ function truthy (value: Value): boolean {
   }
 }
 
+/** An optional boolean-ish argument (`reverse=`, `case_sensitive=`, ...): absent is false. */
+function flag (value: Value | undefined): boolean {
+  return value !== undefined && truthy(value)
+}
+
 const isString = (value: Value): boolean => value.type === 'StringValue'
 const isInteger = (value: Value): boolean => value.type === 'IntegerValue'
 const isFloat = (value: Value): boolean => value.type === 'FloatValue'
@@ -880,7 +885,7 @@ function stringMethod (text: string, name: string): NativeFunction | undefined {
     case 'splitlines': return (raw) => {
       const args = splitArguments(raw)
       const keep = argument(args, 0, 'keepends')
-      return makeList(pythonSplitLines(text, keep !== undefined && keep.__bool__().value).map(makeString))
+      return makeList(pythonSplitLines(text, flag(keep)).map(makeString))
     }
     case 'partition': return partition(false)
     case 'rpartition': return partition(true)
@@ -1132,10 +1137,10 @@ const FILTERS: ReadonlyMap<string, FilterFunction> = new Map<string, FilterFunct
       separatorPair = [stringOf(parts[0] as Value), stringOf(parts[1] as Value)]
     }
     return makeString(pythonJsonDumps(operand, {
-      ensureAscii: ensureAscii?.__bool__().value ?? false,
+      ensureAscii: flag(ensureAscii),
       indent: indent === undefined || isNone(indent) ? null : isString(indent) ? stringOf(indent) : numberOf(indent),
       separators: separatorPair,
-      sortKeys: sortKeys?.__bool__().value ?? false
+      sortKeys: flag(sortKeys)
     }))
   }],
   ['length', (_interpreter, operand) => makeInteger(pythonLength(operand))],
@@ -1162,7 +1167,7 @@ const FILTERS: ReadonlyMap<string, FilterFunction> = new Map<string, FilterFunct
     return makeList(pythonIterate(operand).slice().reverse())
   }],
   ['unique', (_interpreter, operand, args) => {
-    const caseSensitive = argument(args, 0, 'case_sensitive')?.__bool__().value ?? false
+    const caseSensitive = flag(argument(args, 0, 'case_sensitive'))
     const attribute = argument(args, 1, 'attribute')
     const seen = new Set<string>()
     return makeList(pythonIterate(operand).filter((item) => {
@@ -1194,8 +1199,8 @@ const FILTERS: ReadonlyMap<string, FilterFunction> = new Map<string, FilterFunct
   ['rejectattr', selectAttributeFilter(false)],
   ['indent', (_interpreter, operand, args) => makeString(indentText(
     pythonStr(operand), argument(args, 0, 'width'),
-    argument(args, 1, 'first')?.__bool__().value ?? false,
-    argument(args, 2, 'blank')?.__bool__().value ?? false
+    flag(argument(args, 1, 'first')),
+    flag(argument(args, 2, 'blank'))
   ))],
   ['replace', (_interpreter, operand, args) => {
     const old = argument(args, 0, 'old')
@@ -1241,17 +1246,17 @@ const FILTERS: ReadonlyMap<string, FilterFunction> = new Map<string, FilterFunct
   }],
   ['dictsort', (_interpreter, operand, args) => {
     if (!isDict(operand)) throw new JinjaRuntimeError('AttributeError', `'${pythonTypeName(operand)}' object has no attribute 'items'`)
-    const caseSensitive = argument(args, 0, 'case_sensitive')?.__bool__().value ?? false
+    const caseSensitive = flag(argument(args, 0, 'case_sensitive'))
     const by = argument(args, 1, 'by')
     const position = by === undefined || pythonStr(by) === 'key' ? 0 : pythonStr(by) === 'value' ? 1 : -1
     if (position < 0) throw new JinjaRuntimeError('FilterArgumentError', 'You can only sort by either "key" or "value"')
-    const reverse = argument(args, 2, 'reverse')?.__bool__().value ?? false
+    const reverse = flag(argument(args, 2, 'reverse'))
     const pairs = Array.from(entriesOf(operand), ([key, item]) => makeTuple([makeString(key), item]))
     return makeList(pythonSorted(pairs, (pair) => sortKey(itemsOf(pair)[position] as Value, undefined, caseSensitive), reverse))
   }],
   ['sort', (_interpreter, operand, args) => {
-    const reverse = argument(args, 0, 'reverse')?.__bool__().value ?? false
-    const caseSensitive = argument(args, 1, 'case_sensitive')?.__bool__().value ?? false
+    const reverse = flag(argument(args, 0, 'reverse'))
+    const caseSensitive = flag(argument(args, 1, 'case_sensitive'))
     const attribute = argument(args, 2, 'attribute')
     return makeList(pythonSorted(pythonIterate(operand), (item) => sortKey(item, attribute, caseSensitive), reverse))
   }],
@@ -1275,8 +1280,8 @@ const FILTERS: ReadonlyMap<string, FilterFunction> = new Map<string, FilterFunct
 
 function defaultFilter (_interpreter: PythonInterpreter, operand: Value, args: Arguments): Value {
   const fallback = argument(args, 0, 'default_value') ?? makeString('')
-  const boolean = argument(args, 1, 'boolean')?.__bool__().value ?? false
-  if (isUndefined(operand) || (boolean && !operand.__bool__().value)) return fallback
+  const boolean = flag(argument(args, 1, 'boolean'))
+  if (isUndefined(operand) || (boolean && !truthy(operand))) return fallback
   return operand
 }
 
@@ -1284,7 +1289,7 @@ function selectFilter (keep: boolean): FilterFunction {
   return (_interpreter, operand, args) => {
     const [testName, ...testArgs] = args.positional
     return makeList(pythonIterate(operand).filter((item) => {
-      const result = testName === undefined ? item.__bool__().value : runTest(pythonStr(testName), item, testArgs)
+      const result = testName === undefined ? truthy(item) : runTest(pythonStr(testName), item, testArgs)
       return result === keep
     }))
   }
@@ -1296,7 +1301,7 @@ function selectAttributeFilter (keep: boolean): FilterFunction {
     if (attribute === undefined) throw typeError('selectattr() missing the attribute name')
     return makeList(pythonIterate(operand).filter((item) => {
       const value = getAttribute(item, pythonStr(attribute))
-      const result = testName === undefined ? value.__bool__().value : runTest(pythonStr(testName), value, testArgs)
+      const result = testName === undefined ? truthy(value) : runTest(pythonStr(testName), value, testArgs)
       return result === keep
     }))
   }
@@ -1304,7 +1309,7 @@ function selectAttributeFilter (keep: boolean): FilterFunction {
 
 function extremeFilter (direction: 1 | -1): FilterFunction {
   return (_interpreter, operand, args) => {
-    const caseSensitive = argument(args, 0, 'case_sensitive')?.__bool__().value ?? false
+    const caseSensitive = flag(argument(args, 0, 'case_sensitive'))
     const attribute = argument(args, 1, 'attribute')
     let best: Value | undefined
     let bestKey: Value | undefined
