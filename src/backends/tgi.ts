@@ -14,7 +14,7 @@
 import { Agent, type Dispatcher } from 'undici'
 import type { Backend, BackendInfo, GenerationParameters, GenerationRequest, GenerationResult, TokenDelta, UpstreamFinishReason } from './backend.js'
 import { UpstreamError, upstreamUnreachable } from '../errors.js'
-import { isRecord, malformedReply, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamRejected, upstreamStreamBroken } from './upstream-replies.js'
+import { isRecord, malformedReply, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamRejected, upstreamReplyBroken, upstreamStreamBroken } from './upstream-replies.js'
 import { openEventStream, requestText, splitBaseUrl, UpstreamTransportError, type UpstreamEventReply, type UpstreamTextReply } from './upstream-http.js'
 
 export interface TgiBackendOptions {
@@ -147,7 +147,7 @@ export class TgiBackend implements Backend {
       return await requestText(this.#dispatcher, { origin: this.#origin, path: this.#pathPrefix + path, method, headers: this.#headers, body, signal })
     } catch (error) {
       if (signal.aborted) throw signal.reason ?? error
-      if (error instanceof UpstreamTransportError && error.afterHeaders) throw replyBroken(this.#modelLabel, error.cause)
+      if (error instanceof UpstreamTransportError && error.afterHeaders) throw upstreamReplyBroken(this.#modelLabel, error.cause)
       throw upstreamUnreachable(this.#baseUrl, error instanceof UpstreamTransportError ? error.cause : error)
     }
   }
@@ -175,12 +175,6 @@ export function toTgiParameters (parameters: GenerationParameters): Record<strin
 function headerNumber (value: string | string[] | undefined): number | undefined {
   const number = typeof value === 'string' ? Number(value) : NaN
   return Number.isFinite(number) ? number : undefined
-}
-
-function replyBroken (modelLabel: string, cause: unknown): UpstreamError {
-  return new UpstreamError(`Upstream connection for model ${modelLabel} broke while reading the reply`, {
-    statusCode: 502, type: 'server_error', code: 'upstream_stream_broken', cause
-  })
 }
 
 /** Maps a TGI HTTP error to the status the client should see. */

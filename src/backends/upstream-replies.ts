@@ -56,6 +56,13 @@ export function upstreamGenerationFailed (modelLabel: string, message: string): 
   return new UpstreamError(`Upstream generation failed for model ${modelLabel}: ${message}`, { statusCode: 502, type: 'server_error', code: 'upstream_generation_error' })
 }
 
+/** The connection broke after the headers, while a reply read whole was arriving. */
+export function upstreamReplyBroken (modelLabel: string, cause: unknown): UpstreamError {
+  return new UpstreamError(`Upstream connection for model ${modelLabel} broke while reading the reply`, {
+    statusCode: 502, type: 'server_error', code: 'upstream_stream_broken', cause
+  })
+}
+
 export function upstreamStreamBroken (modelLabel: string, cause?: unknown): UpstreamError {
   return cause === undefined
     ? new UpstreamError(`Upstream stream for model ${modelLabel} ended before the generation finished`, { statusCode: 502, type: 'server_error', code: 'upstream_stream_broken' })
