@@ -49,6 +49,10 @@ export interface AppOverrides {
   logger?: FastifyServerOptions['logger']
   loggerInstance?: FastifyServerOptions['loggerInstance']
   probeTimeoutMs?: number
+  /** How long /ready reuses a readiness check (default 2000 ms). */
+  readinessCacheMs?: number
+  /** Monotonic clock (ms) for that reuse. */
+  monotonicNow?: () => number
 }
 
 export async function buildApp (config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
@@ -101,7 +105,9 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
     createServerlessModel: (repo) => serverlessModelConfig(config, repo),
     templateLoader,
     logger: app.log,
-    now: overrides.now
+    now: overrides.now,
+    readinessCacheMs: overrides.readinessCacheMs,
+    monotonicNow: overrides.monotonicNow
   })
   const chatService = new ChatService({ catalog, metrics, logger: app.log, clock: overrides.clock })
 

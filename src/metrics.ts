@@ -25,6 +25,10 @@ export interface GatewayMetrics {
   readonly inFlightStreams: Gauge<'model'>
 }
 
+/** Distinct `model` label values before new ones are counted as OVERFLOW_MODEL_LABEL. */
+export const MAX_MODEL_LABELS = 500
+export const OVERFLOW_MODEL_LABEL = 'other'
+
 export function createMetrics (options: { defaultMetrics?: boolean } = {}): GatewayMetrics {
   const registry = new Registry()
   if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry })
@@ -52,6 +56,16 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Gate
   // by the catalog), so these caches stay small.
   const requestChildren = new Map<string, { inc (): void }>()
   const modelChildren = new Map<string, ModelMetrics>()
+  // The catalog already maps ids it does not serve to `unknown`; zero-config mode
+  // serves any Hub repo, so its distinct ids are capped here too: past the cap a
+  // new id is counted as `other` and the number of series stays bounded.
+  const modelLabels = new Set<string>()
+  const boundedModel = (model: string): string => {
+    if (modelLabels.has(model)) return model
+    if (modelLabels.size >= MAX_MODEL_LABELS) return OVERFLOW_MODEL_LABEL
+    modelLabels.add(model)
+    return model
+  }
   return {
     registry,
     requests,
@@ -59,7 +73,8 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Gate
     timeToFirstToken,
     generatedTokens,
     inFlightStreams,
-    countRequest (route, model, status) {
+    countRequest (route, requestedModel, status) {
+      const model = boundedModel(requestedModel)
       const key = `${route}\u0000${model}\u0000${status}`
       let child = requestChildren.get(key)
       if (child === undefined) {
@@ -68,7 +83,8 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Gate
       }
       child.inc()
     },
-    forModel (model) {
+    forModel (requestedModel) {
+      const model = boundedModel(requestedModel)
       let children = modelChildren.get(model)
       if (children === undefined) {
         const latencyByOutcome = new Map<string, { observe (seconds: number): void }>()
@@ -85,7 +101,7 @@ export function createMetrics (options: { defaultMetrics?: boolean } = {}): Gate
             return child
           }
         }
-        if (modelChildren.size < 1000) modelChildren.set(model, children)
+        modelChildren.set(model, children)
       }
       return children
     }

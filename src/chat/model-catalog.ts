@@ -29,6 +29,10 @@ export interface ModelCatalogOptions {
   /** Clock for the templates' strftime_now. */
   now?: () => Date
   probeTimeoutMs?: number
+  /** How long one readiness check's result is reused by /ready (default 2000 ms). */
+  readinessCacheMs?: number
+  /** Monotonic clock (ms) for that cache. */
+  monotonicNow?: () => number
 }
 
 export interface ModelStatus {
@@ -50,6 +54,8 @@ export class ModelEntry {
   #info: BackendInfo | undefined
   #probeError: string | undefined
   #templateOrigin = 'not loaded'
+  #readiness: Promise<ModelStatus> | undefined
+  #readinessCheckedAt = -Infinity
 
   constructor (config: ModelConfig, options: ModelCatalogOptions) {
     this.config = config
@@ -81,6 +87,26 @@ export class ModelEntry {
     const template = this.#template !== undefined ? `loaded (${this.#templateOrigin})` : this.#templateError ?? 'not loaded'
     const backend = this.#probeError ?? (this.#info !== undefined ? 'ok' : 'not probed')
     return { id: this.id, ready: this.#template !== undefined && this.#info !== undefined && this.#probeError === undefined, template, backend }
+  }
+
+  /**
+   * Probes the backend and loads the template, sharing one check among all
+   * callers while it runs and reusing its result for `readinessCacheMs`: an
+   * unauthenticated `GET /ready` flood must not become an upstream probe flood.
+   */
+  checkReadiness (timeoutMs: number): Promise<ModelStatus> {
+    const now = this.#options.monotonicNow ?? performance.now.bind(performance)
+    if (this.#readiness !== undefined && now() - this.#readinessCheckedAt < (this.#options.readinessCacheMs ?? 2000)) return this.#readiness
+    this.#readinessCheckedAt = now()
+    this.#readiness = (async () => {
+      await this.probe(AbortSignal.timeout(timeoutMs)).catch(() => {})
+      await this.template().catch(() => {})
+      return this.status
+    })().finally(() => {
+      // The cache window starts when the check ends, so a slow probe is not repeated at once.
+      this.#readinessCheckedAt = now()
+    })
+    return this.#readiness
   }
 
   async probe (signal: AbortSignal): Promise<BackendInfo> {
@@ -151,6 +177,8 @@ export class ModelEntry {
     }
   }
 }
+
+export const UNKNOWN_MODEL_LABEL = 'unknown'
 
 /** Zero-config mode keeps at most this many models (least recently used go first). */
 const MAX_SERVERLESS_MODELS = 256
@@ -225,11 +253,20 @@ export class ModelCatalog {
 
   /** Probes every backend and loads every template; never throws. */
   async refresh (timeoutMs: number): Promise<ModelStatus[]> {
-    await Promise.all(this.#entries.map(async (entry) => {
-      await entry.probe(AbortSignal.timeout(timeoutMs)).catch(() => {})
-      await entry.template().catch(() => {})
-    }))
-    return this.#entries.map((entry) => entry.status)
+    return await Promise.all(this.#entries.map(async (entry) => await entry.checkReadiness(timeoutMs)))
+  }
+
+  /**
+   * The `model` label for metrics: the resolved id of a model this catalog
+   * serves, else a fixed `unknown`, so client-chosen ids never become series.
+   */
+  metricLabel (requested: string | undefined): string {
+    if (requested === undefined) return ''
+    if (this.#mode === 'single') return this.#entries[0]?.id ?? UNKNOWN_MODEL_LABEL
+    if (this.#mode === 'hub') return this.#serverless.has(requested) ? requested : UNKNOWN_MODEL_LABEL
+    const entry = this.#byId.get(requested)
+    if (entry !== undefined) return entry.id
+    return this.#entries.some((candidate) => candidate.id === requested) ? requested : UNKNOWN_MODEL_LABEL
   }
 }
 

@@ -45,7 +45,7 @@ export default fp(async function services (app: FastifyInstance, options: Servic
   app.decorateRequest('modelLabel', undefined)
   // A callback hook, not an async one: no promise per request for work that never waits.
   app.addHook('onResponse', (request, reply, done) => {
-    options.metrics.countRequest(request.routeOptions.url ?? 'unmatched', request.modelLabel ?? '', reply.statusCode)
+    options.metrics.countRequest(request.routeOptions.url ?? 'unmatched', options.catalog.metricLabel(request.modelLabel), reply.statusCode)
     // One access-log line per request (Fastify's own request logging, two lines with
     // full req/res serialisation, is turned off in app.ts for the hot path's sake).
     request.log.info({ method: request.method, url: request.url, status: reply.statusCode, model: request.modelLabel, ms: Math.round(reply.elapsedTime * 100) / 100 }, 'request completed')

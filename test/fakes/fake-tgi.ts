@@ -107,6 +107,8 @@ export interface FakeTgi {
   activeGenerations (): number
   /** How many POST /tokenize calls were answered. */
   tokenizeCalls (): number
+  /** How many GET /info calls were answered (the gateway's readiness probe). */
+  infoCalls (): number
   /** Closes the server and destroys open sockets. */
   close (): Promise<void>
 }
@@ -235,6 +237,7 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
 
   const calls: FakeTgiCall[] = []
   let tokenizeCalls = 0
+  let infoCalls = 0
   const states: CallState[] = []
   const active = new Set<CallState>()
   const queued: FakeTgiReply[] = []
@@ -317,7 +320,10 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
     const isGeneration = path === '/generate' || path === '/generate_stream' || path === '/v1/completions'
     if (method === 'GET') {
       request.resume()
-      if (path === '/info') return sendRawJson(response, 200, infoBody)
+      if (path === '/info') {
+        infoCalls++
+        return sendRawJson(response, 200, infoBody)
+      }
       // server.rs routes GET /, /health and /ping to `health`, which answers 200 with an empty body
       if (path === '/health' || path === '/ping' || path === '/') return sendEmpty(response, 200)
       if (isGeneration) return sendEmpty(response, 405, { allow: 'POST' })
@@ -865,6 +871,9 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
     },
     activeGenerations () {
       return active.size
+    },
+    infoCalls () {
+      return infoCalls
     },
     tokenizeCalls () {
       return tokenizeCalls
