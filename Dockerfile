@@ -16,6 +16,10 @@ WORKDIR /app
 COPY --from=build --chown=node:node /app/node_modules ./node_modules
 COPY --from=build --chown=node:node /app/dist ./dist
 COPY --chown=node:node package.json openapi.yaml ./
+# The template cache folder exists and belongs to `node`: a named volume mounted here
+# starts as a copy of it (owned by node), not as a root-owned empty folder node cannot write.
+RUN mkdir -p /home/node/.cache/huggingface && chown -R node:node /home/node/.cache
+VOLUME ["/home/node/.cache/huggingface"]
 USER node
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \

@@ -79,7 +79,8 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
     hubBaseUrl: config.hubBaseUrl,
     cacheDir: `${config.cacheDir}/templates`,
     offline: config.hubOffline,
-    fetch: overrides.fetch
+    fetch: overrides.fetch,
+    logger: app.log
   })
   const createBackend = overrides.createBackend ?? ((model: ModelConfig): Backend => {
     switch (model.backend) {

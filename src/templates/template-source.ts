@@ -27,6 +27,8 @@ export interface HubTemplateLoaderOptions {
   fetch?: typeof globalThis.fetch
   /** Per load, both files together; default 30000 */
   timeoutMs?: number
+  /** Told (once) when the cache cannot be written. */
+  logger?: { warn (object: object, message: string): void }
 }
 
 const SPECIAL_TOKEN_NAMES = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'] as const
@@ -91,6 +93,8 @@ export class HubTemplateLoader {
   readonly #fetch: typeof globalThis.fetch
   readonly #timeoutMs: number
   readonly #inFlight = new Map<string, Promise<TemplateSource>>()
+  readonly #logger: HubTemplateLoaderOptions['logger']
+  #cacheWriteWarned = false
 
   constructor (options: HubTemplateLoaderOptions) {
     this.#hubBaseUrl = options.hubBaseUrl.replace(/\/+$/, '')
@@ -98,6 +102,7 @@ export class HubTemplateLoader {
     this.#offline = options.offline
     this.#fetch = options.fetch ?? globalThis.fetch
     this.#timeoutMs = options.timeoutMs ?? 30_000
+    this.#logger = options.logger
   }
 
   /**
@@ -227,9 +232,14 @@ export class HubTemplateLoader {
       await mkdir(this.#cacheDir, { recursive: true })
       await writeFile(temporary, JSON.stringify(entry), 'utf8')
       await rename(temporary, file)
-    } catch {
+    } catch (error) {
       // The cache is an optimisation for later offline/outage use; the template in hand is still good.
+      // But an unwritable cache (a root-owned volume) means a restart during a Hub outage fails: say so, once.
       await rm(temporary, { force: true }).catch(() => {})
+      if (!this.#cacheWriteWarned) {
+        this.#cacheWriteWarned = true
+        this.#logger?.warn({ cacheDir: this.#cacheDir, reason: (error as NodeJS.ErrnoException).code ?? (error as Error).message }, 'chat template cache is not writable: templates will not survive a restart offline (check HF_HOME and its owner)')
+      }
     }
   }
 }
