@@ -7,7 +7,7 @@
 import type { Backend, BackendInfo } from '../backends/backend.js'
 import type { ModelConfig } from '../config.js'
 import { ChatTemplate, type SpecialTokens } from '../templates/chat-template.js'
-import { isValidRepoId, loadTemplateFile, type HubTemplateLoader } from '../templates/template-source.js'
+import { isValidRepoId, loadTemplateFile, SPECIAL_TOKEN_NAMES, type HubTemplateLoader } from '../templates/template-source.js'
 import { ServiceError, TemplateLoadError, modelNotFound } from '../errors.js'
 
 /** TGI's default `max_stop_sequences`, used until /info has answered. */
@@ -157,6 +157,7 @@ export class ModelEntry {
     const override = config.chatTemplate ?? (config.chatTemplateFile === undefined ? undefined : await loadTemplateFile(config.chatTemplateFile))
     if (override !== undefined) {
       const specialTokens = config.specialTokens ?? await this.#specialTokensFromHub(repo, hubToken)
+      if (config.specialTokens === undefined) this.#requireSpecialTokens(override, specialTokens)
       this.#templateOrigin = config.chatTemplate !== undefined ? 'inline' : `file ${config.chatTemplateFile ?? ''}`
       return ChatTemplate.compile(override, specialTokens, { now: this.#options.now })
     }
@@ -164,6 +165,21 @@ export class ModelEntry {
     const source = await this.#options.templateLoader.load(repo, hubToken)
     this.#templateOrigin = source.origin
     return ChatTemplate.compile(source.chatTemplate, { ...source.specialTokens, ...config.specialTokens }, { now: this.#options.now })
+  }
+
+  /**
+   * A template override whose special tokens could not be read (offline, no
+   * cache, no `special_tokens`) and which prints one of them would fail every
+   * render with a jinja error about an undefined value; it fails its load
+   * instead, naming the model and the tokens, so start-up and /ready say so and
+   * every request gets the same clear 503.
+   */
+  #requireSpecialTokens (source: string, specialTokens: SpecialTokens): void {
+    const missing = SPECIAL_TOKEN_NAMES.filter((name) => specialTokens[name] === undefined && new RegExp(`\\b${name}\\b`).test(source))
+    if (missing.length === 0) return
+    throw new TemplateLoadError(
+      `model '${this.id}': its chat template uses ${missing.join(', ')}, which ${missing.length === 1 ? 'is' : 'are'} unknown (no special_tokens in the models file, and ${this.#repo === undefined ? 'no Hub repo' : `the tokenizer_config of ${this.#repo} could not be read`}); set special_tokens for this model`,
+      503, 'special_tokens_unavailable')
   }
 
   async #specialTokensFromHub (repo: string | undefined, hubToken: string | undefined): Promise<SpecialTokens> {

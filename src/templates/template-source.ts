@@ -31,7 +31,7 @@ export interface HubTemplateLoaderOptions {
   logger?: { warn (object: object, message: string): void }
 }
 
-const SPECIAL_TOKEN_NAMES = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'] as const
+export const SPECIAL_TOKEN_NAMES = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'] as const
 
 const namedTemplateSchema = z.object({ name: z.string(), template: z.string() })
 const chatTemplateSchema = z.union([z.string(), z.array(namedTemplateSchema)])
