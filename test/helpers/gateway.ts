@@ -14,12 +14,18 @@ import { loadConfig } from '../../src/config.js'
 import { startFakeTgi, type FakeTgi, type FakeTgiOptions } from '../fakes/fake-tgi.js'
 import { startFakeHub, type FakeHub } from '../fakes/fake-hub.js'
 
-import { SHARED } from './paths.js'
+import { SHARED } from './corpus.js'
+import { ZEPHYR_STYLE_CONFIG } from '../fixtures/tokenizer-configs.js'
 export { SHARED }
 export const ZEPHYR = 'HuggingFaceH4/zephyr-7b-beta'
 
-/** tokenizer_config.json for a model in shared/chat-templates/models. */
+/**
+ * tokenizer_config.json for a repo: zephyr's format is the project's own
+ * fixture; any other model's real template comes from the corpus
+ * (shared/chat-templates/models), so tests using one run only where it is.
+ */
 export async function tokenizerConfigOf (repo: string): Promise<Record<string, unknown>> {
+  if (repo === ZEPHYR) return { ...ZEPHYR_STYLE_CONFIG }
   const file = JSON.parse(await readFile(new URL(`chat-templates/models/${repo.replace('/', '__')}.json`, SHARED), 'utf8'))
   return { ...file.special_tokens, chat_template: file.chat_template, tokenizer_class: 'LlamaTokenizer' }
 }

@@ -1,1 +1,1 @@
-export const SHARED = new URL('../../../shared/', import.meta.url)
+export { SHARED } from './corpus.js'
