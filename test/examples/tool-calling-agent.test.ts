@@ -9,6 +9,7 @@ import test from 'node:test'
 import assert from 'node:assert/strict'
 import { startGateway } from '../helpers/gateway.js'
 import { runCreateAgent, runToolCallingAgent } from '../../examples/tool-calling-agent.js'
+import { skipWithoutCorpus } from '../helpers/corpus.js'
 
 const QWEN = 'Qwen/Qwen2.5-7B-Instruct'
 const QUESTION = "Who is Leo DiCaprio's girlfriend? What is her current age raised to the 0.43 power?"
@@ -65,7 +66,7 @@ const turn = (name: string, args: Record<string, string>, observation: string): 
   `<|im_start|>assistant\n${toolCall(name, args)}<|im_end|>\n<|im_start|>user\n<tool_response>\n${observation}\n</tool_response><|im_end|>\n`
 
 for (const streaming of [false, true]) {
-  test(`tool-calling agent over Qwen2.5 (${streaming ? 'streaming' : 'non-stream'}): search, search, calculator, answer; tool results rendered as <tool_response>`, async (t) => {
+  test(`tool-calling agent over Qwen2.5 (${streaming ? 'streaming' : 'non-stream'}): search, search, calculator, answer; tool results rendered as <tool_response>`, { skip: skipWithoutCorpus('chat-templates/models') }, async (t) => {
     const { tgi, result, queries } = await runAgainstQwen(t, streaming)
 
     assert.deepEqual(result.steps, EXPECTED_STEPS)
@@ -110,7 +111,7 @@ for (const streaming of [false, true]) {
   })
 }
 
-test('the same flow through LangChain v1 createAgent', async (t) => {
+test('the same flow through LangChain v1 createAgent', { skip: skipWithoutCorpus('chat-templates/models') }, async (t) => {
   const { url, tgi } = await startGateway(t, {
     repos: [QWEN],
     modelsFile: `models:\n  - { id: ${QWEN}, backend: tgi, url: "{{TGI_URL}}", model: ${QWEN} }\n`
@@ -123,7 +124,7 @@ test('the same flow through LangChain v1 createAgent', async (t) => {
   assert.ok((tgi.calls[3]!.body.inputs as string).includes('<|im_start|>user\n<tool_response>\n3.991298452658078\n</tool_response><|im_end|>\n<|im_start|>assistant\n'))
 })
 
-test('the gateway answers a Hermes <tool_call> as OpenAI tool_calls with finish_reason "tool_calls"', async (t) => {
+test('the gateway answers a Hermes <tool_call> as OpenAI tool_calls with finish_reason "tool_calls"', { skip: skipWithoutCorpus('chat-templates/models') }, async (t) => {
   const { openai, tgi } = await startGateway(t, {
     repos: [QWEN],
     modelsFile: `models:\n  - { id: ${QWEN}, backend: tgi, url: "{{TGI_URL}}", model: ${QWEN} }\n`
@@ -163,7 +164,7 @@ const FAMILIES = [
 
 for (const family of FAMILIES) {
   for (const streaming of [false, true]) {
-    test(`tool-calling agent over ${family.repo} (${streaming ? 'streaming' : 'non-stream'})`, async (t) => {
+    test(`tool-calling agent over ${family.repo} (${streaming ? 'streaming' : 'non-stream'})`, { skip: skipWithoutCorpus('chat-templates/models') }, async (t) => {
       const { url, tgi } = await startGateway(t, {
         repos: [family.repo],
         modelsFile: `models:\n  - { id: ${family.repo}, backend: tgi, url: "{{TGI_URL}}", model: ${family.repo} }\n`

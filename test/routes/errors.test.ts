@@ -78,10 +78,10 @@ test('the OpenAI SDK raises its typed errors', async (t) => {
 })
 
 test('a template that raises answers 400 with its message, and nothing goes upstream', async (t) => {
-  const mistral = 'mistralai/Mistral-7B-Instruct-v0.1'
+  // Mistral's way of refusing two user turns in a row, in a template of our own.
+  const template = "{%- for m in messages -%}{%- if (m.role == 'user') != (loop.index0 % 2 == 0) -%}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{%- endif -%}[INST] {{ m.content }} [/INST]{%- endfor -%}"
   const { url, tgi } = await startGateway(t, {
-    repos: [mistral],
-    modelsFile: `models:\n  - { id: mistral, backend: tgi, url: "{{TGI_URL}}", model: ${mistral} }\n`
+    modelsFile: `models:\n  - id: mistral\n    backend: tgi\n    url: "{{TGI_URL}}"\n    chat_template: ${JSON.stringify(template)}\n    special_tokens: { bos_token: "<s>", eos_token: "</s>" }\n`
   })
   const response = await postJson(`${url}/v1/chat/completions`, { model: 'mistral', messages: [{ role: 'user', content: 'a' }, { role: 'user', content: 'b' }] })
   assert.equal(response.status, 400)

@@ -12,6 +12,7 @@
 import test from 'node:test'
 import assert from 'node:assert/strict'
 import { postJson, startGateway } from '../helpers/gateway.js'
+import { skipWithoutCorpus } from '../helpers/corpus.js'
 
 const PROBE = "{{ messages | tojson }}\n{{ tools | tojson }}\n{{ documents | tojson }}\n{{ add_generation_prompt }}{{ custom | default('') }}"
 const PROBE_PARTS = `${PROBE}{% if false %}{% for message in messages %}{% for part in message['content'] %}{% endfor %}{% endfor %}{% endif %}`
@@ -49,7 +50,7 @@ const WEATHER_TOOL = {
   function: { name: 'get_weather', description: 'Weather for a city', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } }
 }
 
-test('render options and message normalisation', async (t) => {
+test('render options and message normalisation', { skip: skipWithoutCorpus('chat-templates/models') }, async (t) => {
   const { url, tgi } = await startGateway(t, { repos: Object.values(REPOS), modelsFile: MODELS_FILE })
 
   async function render (body: Record<string, unknown>): Promise<{ status: number, prompt?: string, error?: { message: string, param: string | null } }> {

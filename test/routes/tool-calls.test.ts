@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises'
 import type OpenAI from 'openai'
 import { startGateway, postJson, readSse, SHARED, ZEPHYR } from '../helpers/gateway.js'
 import { assertMatchesOpenAI } from '../helpers/openai-spec.js'
+import { skipWithoutCorpus } from '../helpers/corpus.js'
 
 const QWEN = 'Qwen/Qwen2.5-7B-Instruct'
 const LLAMA = 'meta-llama/Llama-3.1-8B-Instruct'
@@ -36,7 +37,7 @@ function tokens (text: string): string[] {
 
 const HERMES_REPLY = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n<tool_call>\n{"name": "get_time", "arguments": {"city": "Paris"}}\n</tool_call>'
 
-test('Qwen2.5 (Hermes markup): tool_calls with ids and JSON-string arguments, finish_reason tool_calls', async (t) => {
+test('Qwen2.5 (Hermes markup): tool_calls with ids and JSON-string arguments, finish_reason tool_calls', { skip: skipWithoutCorpus('chat-templates/models') }, async (t) => {
   const { openai, tgi } = await startGateway(t, { repos: [QWEN], modelsFile: modelsFile(QWEN) })
   tgi.reply({ kind: 'tokens', tokens: tokens(HERMES_REPLY) })
   const completion = await openai.chat.completions.create({ model: QWEN, messages: ASK, tools: [WEATHER, TIME] })
@@ -55,7 +56,7 @@ test('Qwen2.5 (Hermes markup): tool_calls with ids and JSON-string arguments, fi
   assert.equal(single.choices[0]!.message.tool_calls!.length, 1)
 })
 
-test('Qwen2.5 streaming: content deltas, then tool_calls deltas the OpenAI SDK stream helper assembles', async (t) => {
+test('Qwen2.5 streaming: content deltas, then tool_calls deltas the OpenAI SDK stream helper assembles', { skip: skipWithoutCorpus('chat-templates/models') }, async (t) => {
   const { openai, tgi, url } = await startGateway(t, { repos: [QWEN], modelsFile: modelsFile(QWEN) })
   tgi.reply({ kind: 'tokens', tokens: tokens(`Let me check.\n${HERMES_REPLY}`) })
   const runner = openai.chat.completions.stream({ model: QWEN, messages: ASK, tools: [WEATHER, TIME] })
@@ -79,7 +80,7 @@ test('Qwen2.5 streaming: content deltas, then tool_calls deltas the OpenAI SDK s
   assert.equal(toolDeltas.filter((delta: { id?: string }) => delta.id !== undefined).length, 2)
 })
 
-test('Llama 3.1 JSON calls and Mistral [TOOL_CALLS] (its special token skipped, as TGI decodes it)', async (t) => {
+test('Llama 3.1 JSON calls and Mistral [TOOL_CALLS] (its special token skipped, as TGI decodes it)', { skip: skipWithoutCorpus('chat-templates/models') }, async (t) => {
   const { openai, tgi } = await startGateway(t, { repos: [LLAMA, MISTRAL], modelsFile: modelsFile(LLAMA, MISTRAL) })
   tgi.replyOnce({ kind: 'tokens', tokens: tokens('{"name": "get_weather", "parameters": {"city": "Paris"}}') })
   const llama = await openai.chat.completions.create({ model: LLAMA, messages: ASK, tools: [WEATHER] })
@@ -108,7 +109,7 @@ test('Llama 3.1 JSON calls and Mistral [TOOL_CALLS] (its special token skipped, 
   assert.equal(plain.choices[0]!.finish_reason, 'stop')
 })
 
-test('the tool-result round trip renders exactly as the reference renderer does', async (t) => {
+test('the tool-result round trip renders exactly as the reference renderer does', { skip: skipWithoutCorpus('chat-templates/models') }, async (t) => {
   const cases = JSON.parse(await readFile(new URL('chat-templates/cases.json', SHARED), 'utf8'))
   const golden = JSON.parse(await readFile(new URL('chat-templates/golden.json', SHARED), 'utf8'))
   const roundTrip = cases.cases.find((entry: { id: string }) => entry.id === 'tool_call_roundtrip')
@@ -123,7 +124,7 @@ test('the tool-result round trip renders exactly as the reference renderer does'
   }
 })
 
-test('tool_choice required or named: TGI\'s JSON grammar constrains the answer to a valid call', async (t) => {
+test('tool_choice required or named: TGI\'s JSON grammar constrains the answer to a valid call', { skip: skipWithoutCorpus('chat-templates/models') }, async (t) => {
   const { openai, tgi, url } = await startGateway(t, { repos: [QWEN], modelsFile: modelsFile(QWEN) })
   tgi.reply({ kind: 'tokens', tokens: tokens('{"name": "get_time", "arguments": {"city": "Paris"}}') })
   const named = await openai.chat.completions.create({ model: QWEN, messages: ASK, tools: [WEATHER, TIME], tool_choice: { type: 'function', function: { name: 'get_time' } } })
@@ -171,7 +172,7 @@ test('a template without tool support gets the documented generic tool prompt, a
   assert.match(prompt, /"name":"get_weather"/)
 })
 
-test('reasoning models: <think> goes to reasoning_content (Qwen3 both tags, R1 distill opening in the prompt)', async (t) => {
+test('reasoning models: <think> goes to reasoning_content (Qwen3 both tags, R1 distill opening in the prompt)', { skip: skipWithoutCorpus('chat-templates/models') }, async (t) => {
   const { openai, tgi } = await startGateway(t, { repos: [QWEN3, R1], modelsFile: modelsFile(QWEN3, R1) })
   tgi.replyOnce({ kind: 'tokens', tokens: tokens('<think>\nThe user greets me.\n</think>\n\nHello!') })
   const qwen3 = await openai.chat.completions.create({ model: QWEN3, messages: [{ role: 'user', content: 'Hi' }] })

@@ -6,17 +6,20 @@ import type { NamedTemplate, RenderInput, SpecialTokens } from '../../src/templa
 import { compileJinja, renderJinja } from '../../src/templates/jinja-compat.js'
 import { TemplateLoadError, TemplateRenderError } from '../../src/errors.js'
 import type { GoldenResult, OracleCase, OracleModel } from '../helpers/oracle.js'
+import { SHARED, hasCorpus, skipWithoutCorpus } from '../helpers/corpus.js'
+import { ZEPHYR_STYLE_CONFIG } from '../fixtures/tokenizer-configs.js'
 
 // ---------------------------------------------------------------------------
 // The oracle: shared/chat-templates (Python jinja2 as transformers drives it)
 
-const ORACLE = new URL('../../../shared/chat-templates/', import.meta.url)
-
+const ORACLE = new URL('chat-templates/', SHARED)
+const HAS_ORACLE = hasCorpus('chat-templates/cases.json', 'chat-templates/golden.json', 'chat-templates/models/')
+const ORACLE_SKIP = skipWithoutCorpus('chat-templates/cases.json', 'chat-templates/golden.json', 'chat-templates/models/')
 
 const readJson = <T>(name: string): T => JSON.parse(readFileSync(new URL(name, ORACLE), 'utf8')) as T
-const casesFile = readJson<{ now: string, cases: OracleCase[] }>('cases.json')
-const golden = readJson<{ results: Record<string, Record<string, GoldenResult>> }>('golden.json')
-const modelFiles = readdirSync(new URL('models/', ORACLE)).filter((name) => name.endsWith('.json')).sort()
+const casesFile = HAS_ORACLE ? readJson<{ now: string, cases: OracleCase[] }>('cases.json') : { now: '', cases: [] }
+const golden = HAS_ORACLE ? readJson<{ results: Record<string, Record<string, GoldenResult>> }>('golden.json') : { results: {} }
+const modelFiles = HAS_ORACLE ? readdirSync(new URL('models/', ORACLE)).filter((name) => name.endsWith('.json')).sort() : []
 
 const REQUIRED = modelFiles.filter((name) =>
   name === 'HuggingFaceH4__zephyr-7b-beta.json' ||
@@ -85,7 +88,10 @@ for (const file of REQUIRED) {
   }
 }
 
-test('golden agreement over all 50 models (informational, with a regression floor)', (t) => {
+// Without the corpus the per-model golden tests above do not exist; this says so in the report.
+if (!HAS_ORACLE) test('golden: the real models\' templates against the Python reference', { skip: ORACLE_SKIP }, () => {})
+
+test('golden agreement over all 50 models (informational, with a regression floor)', { skip: ORACLE_SKIP }, (t) => {
   let agreeing = 0
   let total = 0
   const divergences: string[] = []
@@ -107,9 +113,10 @@ test('golden agreement over all 50 models (informational, with a regression floo
 // ---------------------------------------------------------------------------
 // ChatTemplate behaviour
 
-const ZEPHYR = readJson<OracleModel>('models/HuggingFaceH4__zephyr-7b-beta.json')
+// The project's own zephyr-format template (the real one is compared in the golden tests above).
+const ZEPHYR = { chat_template: ZEPHYR_STYLE_CONFIG.chat_template as string, special_tokens: { eos_token: '</s>', bos_token: '<s>' } }
 
-test('zephyr renders the reference prompt', () => {
+test('a zephyr-format template renders the reference prompt', () => {
   const template = ChatTemplate.compile(ZEPHYR.chat_template, ZEPHYR.special_tokens ?? {})
   const prompt = template.render({
     messages: [
