@@ -19,7 +19,7 @@ export interface GenerationParameters {
   typicalP?: number
   truncate?: number
   /** Constrained generation (TGI's `grammar`); only for backends with supportsGrammar. */
-  grammar?: { type: 'json', value: unknown }
+  grammar?: { type: 'json', value: Record<string, unknown> } | { type: 'regex', value: string }
   /** Stop sequences the upstream should apply itself (already capped to its limit). */
   stop: string[]
 }

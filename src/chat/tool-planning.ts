@@ -5,18 +5,19 @@
  *   template without tool support a generic tool prompt is injected (below)
  *   and the answer is read with the Hermes parser;
  * - `tool_choice: "required"` or a named function, and `response_format`
- *   `json_object` / `json_schema`, constrain generation with TGI's JSON grammar
- *   (`grammar: {type: "json", value: schema}`), so the answer is a valid call or
+ *   `json_object` / `json_schema`, constrain generation with a grammar TGI's
+ *   validation accepts (see tgi-grammar.ts), so the answer is a valid call or
  *   valid JSON; backends without grammar support answer 400;
  * - `tool_choice: "none"` renders no tools and parses no calls.
  */
 import type { ChatCompletionRequest } from '../openai/schemas.js'
 import type { TemplateMessage } from './messages.js'
 import { invalidRequest } from '../errors.js'
+import { jsonObjectGrammar, jsonSchemaGrammar, toolCallGrammar, type TgiGrammar } from './tgi-grammar.js'
 import { createToolCallParser, detectToolCallParser } from './tool-calls/index.js'
 import type { AnswerPlan } from './answer-parser.js'
 
-export interface Grammar { type: 'json', value: unknown }
+export type Grammar = TgiGrammar
 
 export interface ToolPlan {
   /** Tools handed to the template (null: none). */
@@ -46,9 +47,10 @@ export function planTools (request: ChatCompletionRequest, options: { templateSu
     throw invalidRequest('response_format json cannot be combined with tools offered to the model; set tool_choice "none" or leave out response_format', 'response_format')
   }
 
-  if (format === 'json_object') return noTools({ type: 'json', value: { type: 'object' } }, singleCall)
+  if (format === 'json_object') return noTools(jsonObjectGrammar(), singleCall)
   if (format === 'json_schema' && request.response_format?.type === 'json_schema') {
-    return noTools({ type: 'json', value: request.response_format.json_schema.schema ?? { type: 'object' } }, singleCall)
+    const schema = request.response_format.json_schema.schema
+    return noTools(schema === undefined ? jsonObjectGrammar() : jsonSchemaGrammar(schema as Record<string, unknown>), singleCall)
   }
   if (choice === 'none' || tools.length === 0) return noTools(undefined, singleCall)
 
@@ -61,11 +63,10 @@ export function planTools (request: ChatCompletionRequest, options: { templateSu
   // required, or one named function: the grammar admits exactly the calls allowed.
   const allowed = choice === 'required' ? tools : tools.filter((tool) => tool.function.name === choice.function.name)
   if (allowed.length === 0) throw invalidRequest(`tool_choice names '${choice === 'required' ? '' : choice.function.name}', which is not among the tools`, 'tool_choice')
-  const calls = allowed.map(callSchema)
   return {
     templateTools,
     genericPrompt,
-    grammar: { type: 'json', value: calls.length === 1 ? calls[0] : { oneOf: calls } },
+    grammar: toolCallGrammar(allowed.map((tool) => ({ name: tool.function.name, parameters: tool.function.parameters as Record<string, unknown> | undefined }))),
     answer: { forcedCall: true },
     singleCall: true
   }
@@ -73,14 +74,6 @@ export function planTools (request: ChatCompletionRequest, options: { templateSu
 
 function noTools (grammar: Grammar | undefined, singleCall: boolean): ToolPlan {
   return { templateTools: null, genericPrompt: false, grammar, answer: {}, singleCall }
-}
-
-function callSchema (tool: Tool): Record<string, unknown> {
-  return {
-    type: 'object',
-    properties: { name: { type: 'string', enum: [tool.function.name] }, arguments: tool.function.parameters ?? { type: 'object' } },
-    required: ['name', 'arguments']
-  }
 }
 
 /**

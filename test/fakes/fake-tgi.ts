@@ -1006,6 +1006,7 @@ function validate (extracted: Extract<ParseResult, { ok: true }>, compat: boolea
   const topNTokens = number('top_n_tokens') ?? 0
   if (topNTokens > limits.maxTopNTokens) throw new ValidationFailure(`\`top_n_tokens\` must be >= 0 and <= ${limits.maxTopNTokens}. Given: ${topNTokens}`)
   if (extracted.inputs === '') throw new ValidationFailure('`inputs` cannot be empty')
+  validateGrammar(parameters.grammar)
   const truncate = number('truncate')
   if (truncate !== undefined && (truncate === 0 || truncate > limits.maxInputTokens)) {
     throw new ValidationFailure(`\`truncate\` must be strictly positive and less than ${limits.maxInputTokens}. Given: ${truncate}`)
@@ -1040,6 +1041,35 @@ function validate (extracted: Extract<ParseResult, { ok: true }>, compat: boolea
     topNTokens,
     bestOf
   }
+}
+
+/**
+ * validation.rs: a `json` grammar's value is an object or a string holding JSON
+ * (else "grammar is not supported"), must be a JSON Schema (the meta-schema
+ * check is not reproduced here), and must have a root `properties` field, which
+ * outlines needs; `json_schema` carries the schema in `value.schema`, same rule.
+ * `regex` grammars pass as given.
+ */
+function validateGrammar (grammar: unknown): void {
+  if (!isObject(grammar)) return
+  let schema: unknown
+  if (grammar.type === 'json') {
+    schema = grammar.value
+    if (typeof schema === 'string') {
+      try {
+        schema = JSON.parse(schema)
+      } catch (error) {
+        throw new ValidationFailure(`grammar is not valid: ${(error as Error).message}`)
+      }
+    } else if (!isObject(schema)) {
+      throw new ValidationFailure('grammar is not supported')
+    }
+  } else if (grammar.type === 'json_schema') {
+    schema = isObject(grammar.value) ? grammar.value.schema : undefined
+  } else {
+    return
+  }
+  if (!isObject(schema) || !('properties' in schema)) throw new ValidationFailure("grammar is not valid: Grammar must have a 'properties' field")
 }
 
 /**

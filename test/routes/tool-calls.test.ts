@@ -136,7 +136,10 @@ test('tool_choice required or named: TGI\'s JSON grammar constrains the answer t
   assert.equal((named.choices[0]!.message.tool_calls![0] as { function: { name: string } }).function.name, 'get_time')
 
   await openai.chat.completions.create({ model: QWEN, messages: ASK, tools: [WEATHER, TIME], tool_choice: 'required' })
-  assert.equal(tgi.calls[1]!.body.parameters.grammar.value.oneOf.length, 2)
+  // Several tools: one object schema TGI accepts (root properties), any allowed name, any allowed arguments.
+  const required = tgi.calls[1]!.body.parameters.grammar.value
+  assert.deepEqual(required.properties.name.enum, ['get_weather', 'get_time'])
+  assert.equal(required.properties.arguments.anyOf.length, 2)
 
   const unknown = await postJson(`${url}/v1/chat/completions`, { model: QWEN, messages: ASK, tools: [WEATHER], tool_choice: { type: 'function', function: { name: 'nope' } } })
   assert.equal(unknown.status, 400)
@@ -150,7 +153,7 @@ test('tool_choice required or named: TGI\'s JSON grammar constrains the answer t
 })
 
 test('response_format json_schema / json_object become TGI grammars', async (t) => {
-  const { openai, tgi } = await startGateway(t)
+  const { openai, tgi, url } = await startGateway(t)
   const schema = { type: 'object', properties: { answer: { type: 'integer' } }, required: ['answer'] }
   tgi.reply({ kind: 'tokens', tokens: tokens('{"answer": 42}') })
   const completion = await openai.chat.completions.create({
@@ -158,8 +161,34 @@ test('response_format json_schema / json_object become TGI grammars', async (t) 
   })
   assert.deepEqual(tgi.calls[0]!.body.parameters.grammar, { type: 'json', value: schema })
   assert.deepEqual(JSON.parse(completion.choices[0]!.message.content!), { answer: 42 })
-  await openai.chat.completions.create({ model: ZEPHYR, messages: ASK, response_format: { type: 'json_object' } })
-  assert.deepEqual(tgi.calls[1]!.body.parameters.grammar, { type: 'json', value: { type: 'object' } })
+  // json_object: TGI refuses a json grammar without root `properties` (the fake checks as validation.rs does), so a regex grammar for a JSON object.
+  tgi.reply({ kind: 'tokens', tokens: tokens('{"items": [{"a": 1, "b": "x"}], "ok": true}') })
+  const object = await openai.chat.completions.create({ model: ZEPHYR, messages: ASK, response_format: { type: 'json_object' } })
+  const grammar = tgi.calls[1]!.body.parameters.grammar
+  assert.equal(grammar.type, 'regex')
+  const objectPattern = new RegExp(`^(?:${grammar.value as string})$`)
+  assert.ok(objectPattern.test(object.choices[0]!.message.content!))
+  for (const valid of ['{}', '{"a": 1}', '{"a": "q\\"uote", "b": [true, null, -1.5e3]}', '{"a": {"b": [1]}}']) assert.ok(objectPattern.test(valid), valid)
+  for (const invalid of ['[]', '"s"', '{a: 1}', '{"a": 1,}', '{"a": }', '{"a": {"b": [[1]]}}']) assert.ok(!objectPattern.test(invalid), invalid)
+  // A schema without root properties cannot become a TGI grammar: 400 naming response_format, nothing sent.
+  const calls = tgi.calls.length
+  const arraySchema = await postJson(`${url}/v1/chat/completions`, { model: ZEPHYR, messages: ASK, response_format: { type: 'json_schema', json_schema: { name: 'list', schema: { type: 'array', items: { type: 'integer' } } } } })
+  assert.equal(arraySchema.status, 400)
+  const error = (await arraySchema.json()).error
+  assert.equal(error.param, 'response_format')
+  assert.match(error.message, /properties/)
+  assert.equal(tgi.calls.length, calls)
+})
+
+test('the fake TGI refuses a json grammar without root properties, as validation.rs does', async (t) => {
+  const { tgi } = await startGateway(t)
+  for (const grammar of [{ type: 'json', value: { type: 'object' } }, { type: 'json', value: '{"type": "object"}' }, { type: 'json', value: { oneOf: [{ type: 'object', properties: {} }] } }]) {
+    const response = await postJson(`${tgi.url}/generate`, { inputs: 'Hi', parameters: { grammar } })
+    assert.equal(response.status, 422)
+    assert.deepEqual(await response.json(), { error: "Input validation error: grammar is not valid: Grammar must have a 'properties' field", error_type: 'validation' })
+  }
+  const ok = await postJson(`${tgi.url}/generate`, { inputs: 'Hi', parameters: { grammar: { type: 'json', value: { type: 'object', properties: {} } } } })
+  assert.equal(ok.status, 200)
 })
 
 test('a template without tool support gets the documented generic tool prompt, answers parsed as Hermes', async (t) => {
