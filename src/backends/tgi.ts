@@ -50,6 +50,8 @@ export class TgiBackend implements Backend {
   readonly #streamHeaders: Record<string, string>
   readonly #dispatcher: Dispatcher
   readonly #modelLabel: string
+  /** Redacted from upstream text. */
+  readonly #secrets: ReadonlyArray<string | undefined>
 
   constructor (options: TgiBackendOptions) {
     this.#baseUrl = options.baseUrl.replace(/\/+$/, '')
@@ -60,12 +62,13 @@ export class TgiBackend implements Backend {
     this.#streamHeaders = { ...this.#headers, accept: 'text/event-stream' }
     this.#dispatcher = options.dispatcher ?? defaultDispatcher()
     this.#modelLabel = options.modelLabel ?? this.#baseUrl
+    this.#secrets = [options.token]
   }
 
   async generate (request: GenerationRequest, signal: AbortSignal): Promise<GenerationResult> {
     const response = await this.#send('POST', '/generate', signal, JSON.stringify({ inputs: request.prompt, parameters: toTgiParameters(request.parameters) }))
     const body = parseBody(response.text)
-    if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel)
+    if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel, this.#secrets)
     if (!isRecord(body) || typeof body.generated_text !== 'string') throw malformedReply(this.#modelLabel, 'no generated_text in /generate reply')
     const details = isRecord(body.details) ? body.details : undefined
     const finishReason = details !== undefined && typeof details.finish_reason === 'string' && FINISH_REASONS.has(details.finish_reason)
@@ -87,20 +90,21 @@ export class TgiBackend implements Backend {
         origin: this.#origin, path: `${this.#pathPrefix}/generate_stream`, method: 'POST', headers: this.#streamHeaders, body, signal
       }, {
         decode: (data) => this.#decodeEvent(data),
-        broken: (cause) => upstreamStreamBroken(this.#modelLabel, cause)
+        broken: (cause) => upstreamStreamBroken(this.#modelLabel, cause),
+        malformed: (what) => malformedReply(this.#modelLabel, what)
       })
     } catch (error) {
       if (signal.aborted) throw signal.reason ?? error
       throw upstreamUnreachable(this.#baseUrl, error instanceof UpstreamTransportError ? error.cause : error)
     }
-    if (!('events' in reply)) throw tgiError(reply.statusCode, parseBody(reply.text), reply.headers, this.#modelLabel)
+    if (!('events' in reply)) throw tgiError(reply.statusCode, parseBody(reply.text), reply.headers, this.#modelLabel, this.#secrets)
     return reply.events
   }
 
   /** One /generate_stream event: a token, the last token with `details`, or an error. */
   #decodeEvent (data: string): { value: TokenDelta, last: boolean } {
     const event = parseEvent(data, this.#modelLabel)
-    if (event.error !== undefined) throw tgiStreamError(event, this.#modelLabel)
+    if (event.error !== undefined) throw tgiStreamError(event, this.#modelLabel, this.#secrets)
     const token = event.token
     if (!isRecord(token) || typeof token.text !== 'string') throw malformedReply(this.#modelLabel, 'a token event without token.text')
     const details = event.details
@@ -125,7 +129,7 @@ export class TgiBackend implements Backend {
   async countTokens (prompt: string, signal: AbortSignal): Promise<number> {
     const response = await this.#send('POST', '/tokenize', signal, JSON.stringify({ inputs: prompt }))
     const body = parseBody(response.text)
-    if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel)
+    if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel, this.#secrets)
     if (!Array.isArray(body)) throw malformedReply(this.#modelLabel, '/tokenize did not return a list')
     return body.length
   }
@@ -133,7 +137,7 @@ export class TgiBackend implements Backend {
   async probe (signal: AbortSignal): Promise<BackendInfo> {
     const response = await this.#send('GET', '/info', signal)
     const body = parseBody(response.text)
-    if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel)
+    if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel, this.#secrets)
     if (!isRecord(body)) throw malformedReply(this.#modelLabel, '/info is not an object')
     return {
       modelId: typeof body.model_id === 'string' ? body.model_id : undefined,
@@ -178,8 +182,8 @@ function headerNumber (value: string | string[] | undefined): number | undefined
 }
 
 /** Maps a TGI HTTP error to the status the client should see. */
-export function tgiError (status: number, body: unknown, headers: Record<string, string | string[] | undefined>, modelLabel: string): UpstreamError {
-  const message = upstreamMessage(body)
+export function tgiError (status: number, body: unknown, headers: Record<string, string | string[] | undefined>, modelLabel: string, secrets: ReadonlyArray<string | undefined> = []): UpstreamError {
+  const message = upstreamMessage(body, secrets)
   if (status === 422 || status === 400) return upstreamRejected(message)
   if (status === 429) {
     const retryAfter = headers['retry-after']
@@ -199,8 +203,8 @@ export function tgiError (status: number, body: unknown, headers: Record<string,
 }
 
 /** Maps TGI's in-stream `{"error", "error_type"}` event. */
-export function tgiStreamError (event: Record<string, unknown>, modelLabel: string): UpstreamError {
-  const message = typeof event.error === 'string' ? event.error : 'unknown error'
+export function tgiStreamError (event: Record<string, unknown>, modelLabel: string, secrets: ReadonlyArray<string | undefined> = []): UpstreamError {
+  const message = typeof event.error === 'string' ? upstreamMessage(event, secrets) : 'unknown error'
   switch (event.error_type) {
     case 'validation':
       return upstreamRejected(message)
