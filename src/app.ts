@@ -80,7 +80,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   const createBackend = overrides.createBackend ?? ((model: ModelConfig): Backend => {
     switch (model.backend) {
       case 'tgi':
-        return new TgiBackend({ baseUrl: model.url, token: model.upstreamToken, dispatcher: overrides.dispatcher, modelLabel: model.id })
+        return new TgiBackend({ baseUrl: model.url, token: model.upstreamToken, dispatcher: overrides.dispatcher, modelLabel: model.id, connectTimeoutMs: model.firstTokenTimeoutMs })
       case 'endpoint':
       case 'hub':
         return new HfInferenceBackend({

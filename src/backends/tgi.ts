@@ -26,15 +26,26 @@ export interface TgiBackendOptions {
   dispatcher?: Dispatcher
   /** Model name used in error messages. */
   modelLabel?: string
+  /** The default pool's connect timeout (the model's first-token timeout); default 10 s. */
+  connectTimeoutMs?: number
 }
 
-let sharedAgent: Agent | undefined
-/** One keep-alive pool per process; timeouts are enforced by the caller's signal. */
-export function defaultDispatcher (): Agent {
+const sharedAgents = new Map<number, Agent>()
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
+/**
+ * One keep-alive pool per process (per connect timeout); timeouts are enforced
+ * by the caller's signal, and connecting by `connectTimeoutMs` (the model's
+ * first-token timeout), so a dead upstream frees its slot no later than that.
+ */
+export function defaultDispatcher (connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS): Agent {
+  let agent = sharedAgents.get(connectTimeoutMs)
   // No connection cap: TGI queues and batches requests itself, and a cap here
   // queued slow streams behind each other (1000 concurrent streams in the bench).
-  sharedAgent ??= new Agent({ keepAliveTimeout: 30_000, headersTimeout: 0, bodyTimeout: 0, pipelining: 1 })
-  return sharedAgent
+  if (agent === undefined) {
+    agent = new Agent({ keepAliveTimeout: 30_000, headersTimeout: 0, bodyTimeout: 0, pipelining: 1, connect: { timeout: connectTimeoutMs } })
+    sharedAgents.set(connectTimeoutMs, agent)
+  }
+  return agent
 }
 
 const FINISH_REASONS = new Set<string>(['length', 'eos_token', 'stop_sequence'])
@@ -60,7 +71,7 @@ export class TgiBackend implements Backend {
     this.#headers = { 'content-type': 'application/json', accept: 'application/json' }
     if (options.token !== undefined) this.#headers.authorization = `Bearer ${options.token}`
     this.#streamHeaders = { ...this.#headers, accept: 'text/event-stream' }
-    this.#dispatcher = options.dispatcher ?? defaultDispatcher()
+    this.#dispatcher = options.dispatcher ?? defaultDispatcher(options.connectTimeoutMs)
     this.#modelLabel = options.modelLabel ?? this.#baseUrl
     this.#secrets = [options.token]
   }

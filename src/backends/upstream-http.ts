@@ -62,7 +62,12 @@ export function requestText (dispatcher: Dispatcher, request: UpstreamTextReques
     const chunks: Buffer[] = []
     let size = 0
     let settled = false
-    const onAbort = (): void => { controller?.abort(signal.reason) }
+    // Rejects at once, even before the socket connected (undici calls onRequestStart
+    // only once connected); the request is then cancelled in onRequestStart.
+    const onAbort = (): void => {
+      if (settle()) reject(signal.reason)
+      controller?.abort(signal.reason)
+    }
     const settle = (): boolean => {
       if (settled) return false
       settled = true
@@ -184,6 +189,11 @@ export function openEventStream<T> (dispatcher: Dispatcher, request: UpstreamTex
     const detach = (): void => { signal.removeEventListener('abort', onAbort) }
     const onAbort = (): void => {
       fail(signal.reason)
+      // Before the headers (even before the socket connected): reject at once.
+      if (!answered) {
+        answered = true
+        reject(signal.reason)
+      }
       controller?.abort(signal.reason)
     }
     signal.addEventListener('abort', onAbort, { once: true })
