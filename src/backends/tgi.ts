@@ -13,7 +13,7 @@
  */
 import { Agent, type Dispatcher } from 'undici'
 import type { Backend, BackendInfo, GenerationParameters, GenerationRequest, GenerationResult, TokenDelta, UpstreamFinishReason } from './backend.js'
-import { UpstreamError, upstreamUnreachable } from '../errors.js'
+import { UpstreamError, upstreamTimeout, upstreamUnreachable } from '../errors.js'
 import { isRecord, malformedReply, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamRejected, upstreamReplyBroken, upstreamStreamBroken } from './upstream-replies.js'
 import { openEventStream, requestText, splitBaseUrl, UpstreamTransportError, type UpstreamEventReply, type UpstreamTextReply } from './upstream-http.js'
 
@@ -106,7 +106,7 @@ export class TgiBackend implements Backend {
       })
     } catch (error) {
       if (signal.aborted) throw signal.reason ?? error
-      throw upstreamUnreachable(this.#baseUrl, error instanceof UpstreamTransportError ? error.cause : error)
+      throw notConnected(this.#baseUrl, error instanceof UpstreamTransportError ? error.cause : error)
     }
     if (!('events' in reply)) throw tgiError(reply.statusCode, parseBody(reply.text), reply.headers, this.#modelLabel, this.#secrets)
     return reply.events
@@ -163,9 +163,15 @@ export class TgiBackend implements Backend {
     } catch (error) {
       if (signal.aborted) throw signal.reason ?? error
       if (error instanceof UpstreamTransportError && error.afterHeaders) throw upstreamReplyBroken(this.#modelLabel, error.cause)
-      throw upstreamUnreachable(this.#baseUrl, error instanceof UpstreamTransportError ? error.cause : error)
+      throw notConnected(this.#baseUrl, error instanceof UpstreamTransportError ? error.cause : error)
     }
   }
+}
+
+/** No connection: a connect that outlasted the pool's connect timeout (the first-token budget) is a timeout, 504. */
+function notConnected (baseUrl: string, cause: unknown): UpstreamError {
+  if ((cause as NodeJS.ErrnoException | undefined)?.code === 'UND_ERR_CONNECT_TIMEOUT') return upstreamTimeout(`no connection to ${baseUrl} within the connect timeout`, cause)
+  return upstreamUnreachable(baseUrl, cause)
 }
 
 /** TGI's GenerateParameters; undefined fields are dropped by JSON.stringify. */
