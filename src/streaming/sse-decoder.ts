@@ -19,8 +19,8 @@ export const MAX_SSE_LINE = 1024 * 1024
 
 /** The stream broke the decoder's limits; the caller maps it to its own error. */
 export class ServerSentEventLimitError extends Error {
-  constructor (what: string) {
-    super(`${what} longer than ${MAX_SSE_LINE} characters`)
+  constructor (what: string, limit = MAX_SSE_LINE) {
+    super(`${what} longer than ${limit} characters`)
     this.name = 'ServerSentEventLimitError'
   }
 }
@@ -55,7 +55,7 @@ export class ServerSentEventParser {
       if (findEnd(text, 0) === -1 && this.#pending.charCodeAt(this.#pending.length - 1) !== 13) {
         this.#pending += text
         this.#scanned = this.#pending.length
-        if (this.#pending.length > this.#limit) throw new ServerSentEventLimitError('an SSE line')
+        if (this.#pending.length > this.#limit) throw new ServerSentEventLimitError('an SSE line', this.#limit)
         return []
       }
       pending = this.#pending + text
@@ -67,7 +67,7 @@ export class ServerSentEventParser {
     while ((lineEnd = findEnd(pending, from > start ? from : start)) !== -1) {
       // A lone \r at the end may be the first half of \r\n: wait for more bytes.
       if (pending.charCodeAt(lineEnd) === 13 && lineEnd === pending.length - 1) break
-      if (lineEnd - start > this.#limit) throw new ServerSentEventLimitError('an SSE line')
+      if (lineEnd - start > this.#limit) throw new ServerSentEventLimitError('an SSE line', this.#limit)
       const line = pending.slice(start, lineEnd)
       start = lineEnd + (pending.charCodeAt(lineEnd) === 13 && pending.charCodeAt(lineEnd + 1) === 10 ? 2 : 1)
       if (line === '') {
@@ -79,13 +79,14 @@ export class ServerSentEventParser {
       } else if (line.startsWith('data:')) {
         const data = line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5)
         this.#dataLength += data.length + 1
-        if (this.#dataLength > this.#limit) throw new ServerSentEventLimitError("an SSE event's data")
+        if (this.#dataLength > this.#limit) throw new ServerSentEventLimitError("an SSE event's data", this.#limit)
         this.#data.push(data)
       }
     }
     // One slice per chunk, not per line: the rest waits for the next chunk.
     if (start > 0) pending = pending.slice(start)
-    if (pending.length > this.#limit) throw new ServerSentEventLimitError('an SSE line')
+    // (+ 1: a trailing \r waiting for its \n is not part of the line.)
+    if (pending.length > this.#limit + 1) throw new ServerSentEventLimitError('an SSE line', this.#limit)
     this.#pending = pending
     // A trailing lone \r is looked at again with the next bytes.
     this.#scanned = lineEnd === -1 ? pending.length : lineEnd - start
