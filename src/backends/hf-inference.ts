@@ -31,6 +31,8 @@ export interface HfInferenceBackendOptions {
   repo?: string
   /** The gateway's token (models-file `token`, else HF_TOKEN). */
   token?: string
+  /** More secrets to strip from upstream text (HF_TOKEN, other configured tokens). */
+  redact?: string[]
   /** How long a cold model may be waited for before answering 503 (the first-token timeout). */
   coldStartBudgetMs: number
   fetch?: typeof globalThis.fetch
@@ -118,7 +120,7 @@ export class HfInferenceBackend implements Backend {
   async stream (request: GenerationRequest, signal: AbortSignal): Promise<AsyncIterable<TokenDelta>> {
     const response = await this.#send(request, true, signal)
     if (response.body === null) throw this.#malformed('an empty stream')
-    return this.#deltas(response.body, signal, [this.#options.token, request.clientToken])
+    return this.#deltas(response.body, signal, [this.#options.token, request.clientToken, ...this.#options.redact ?? []])
   }
 
   async * #deltas (body: ReadableStream<Uint8Array>, signal: AbortSignal, secrets: ReadonlyArray<string | undefined>): AsyncGenerator<TokenDelta> {
@@ -218,7 +220,7 @@ export class HfInferenceBackend implements Backend {
       const body = await readErrorBody(response)
       if (response.status === 503) {
         const estimated = isRecord(body) && typeof body.estimated_time === 'number' ? body.estimated_time * 1000 : undefined
-        await this.#waitBeforeRetry(attempt++, estimated, deadline, signal, upstreamMessage(body, [this.#options.token, clientToken]))
+        await this.#waitBeforeRetry(attempt++, estimated, deadline, signal, upstreamMessage(body, [this.#options.token, clientToken, ...this.#options.redact ?? []]))
         continue
       }
       throw this.#statusError(response, body, clientToken)
@@ -238,7 +240,7 @@ export class HfInferenceBackend implements Backend {
   }
 
   #statusError (response: Response, body: unknown, clientToken: string | undefined): UpstreamError {
-    const message = upstreamMessage(body, [this.#options.token, clientToken])
+    const message = upstreamMessage(body, [this.#options.token, clientToken, ...this.#options.redact ?? []])
     const label = this.#options.modelLabel
     switch (response.status) {
       case 400: case 422:

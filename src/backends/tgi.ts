@@ -26,6 +26,8 @@ export interface TgiBackendOptions {
   dispatcher?: Dispatcher
   /** Model name used in error messages. */
   modelLabel?: string
+  /** More secrets to strip from upstream text (HF_TOKEN, other configured tokens). */
+  redact?: string[]
   /** The default pool's connect timeout (the model's first-token timeout); default 10 s. */
   connectTimeoutMs?: number
 }
@@ -73,7 +75,7 @@ export class TgiBackend implements Backend {
     this.#streamHeaders = { ...this.#headers, accept: 'text/event-stream' }
     this.#dispatcher = options.dispatcher ?? defaultDispatcher(options.connectTimeoutMs)
     this.#modelLabel = options.modelLabel ?? this.#baseUrl
-    this.#secrets = [options.token]
+    this.#secrets = [options.token, ...options.redact ?? []]
   }
 
   async generate (request: GenerationRequest, signal: AbortSignal): Promise<GenerationResult> {
