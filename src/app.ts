@@ -82,10 +82,12 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
     fetch: overrides.fetch,
     logger: app.log
   })
+  // Every configured token is stripped from upstream text, whichever model's it is.
+  const secrets = [config.hfToken, ...config.models.flatMap((model) => [model.upstreamToken, model.hubToken])].filter((token): token is string => token !== undefined)
   const createBackend = overrides.createBackend ?? ((model: ModelConfig): Backend => {
     switch (model.backend) {
       case 'tgi':
-        return new TgiBackend({ baseUrl: model.url, token: model.upstreamToken, dispatcher: overrides.dispatcher, modelLabel: model.id })
+        return new TgiBackend({ baseUrl: model.url, token: model.upstreamToken, dispatcher: overrides.dispatcher, modelLabel: model.id, connectTimeoutMs: model.firstTokenTimeoutMs, redact: secrets })
       case 'endpoint':
       case 'hub':
         return new HfInferenceBackend({
@@ -94,6 +96,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
           repo: model.repo,
           token: model.upstreamToken,
           coldStartBudgetMs: model.firstTokenTimeoutMs,
+          redact: secrets,
           fetch: overrides.fetch,
           modelLabel: model.id
         })

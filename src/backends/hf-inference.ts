@@ -20,8 +20,8 @@
 import { getProviderHelper, makeRequestOptions } from '@huggingface/inference'
 import type { Backend, BackendInfo, GenerationEnd, GenerationParameters, GenerationRequest, GenerationResult, TokenDelta, UpstreamFinishReason } from './backend.js'
 import { ServiceError, UpstreamError, invalidRequest } from '../errors.js'
-import { decodeServerSentEvents } from '../streaming/sse-decoder.js'
-import { isRecord, malformedReply, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamRejected, upstreamStreamBroken } from './upstream-replies.js'
+import { decodeServerSentEvents, ServerSentEventLimitError } from '../streaming/sse-decoder.js'
+import { isRecord, malformedReply, MAX_ERROR_BODY, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamRejected, upstreamStreamBroken } from './upstream-replies.js'
 
 export interface HfInferenceBackendOptions {
   kind: 'endpoint' | 'hub'
@@ -31,6 +31,8 @@ export interface HfInferenceBackendOptions {
   repo?: string
   /** The gateway's token (models-file `token`, else HF_TOKEN). */
   token?: string
+  /** More secrets to strip from upstream text (HF_TOKEN, other configured tokens). */
+  redact?: string[]
   /** How long a cold model may be waited for before answering 503 (the first-token timeout). */
   coldStartBudgetMs: number
   fetch?: typeof globalThis.fetch
@@ -118,17 +120,17 @@ export class HfInferenceBackend implements Backend {
   async stream (request: GenerationRequest, signal: AbortSignal): Promise<AsyncIterable<TokenDelta>> {
     const response = await this.#send(request, true, signal)
     if (response.body === null) throw this.#malformed('an empty stream')
-    return this.#deltas(response.body, signal)
+    return this.#deltas(response.body, signal, [this.#options.token, request.clientToken, ...this.#options.redact ?? []])
   }
 
-  async * #deltas (body: ReadableStream<Uint8Array>, signal: AbortSignal): AsyncGenerator<TokenDelta> {
+  async * #deltas (body: ReadableStream<Uint8Array>, signal: AbortSignal, secrets: ReadonlyArray<string | undefined>): AsyncGenerator<TokenDelta> {
     let end: GenerationEnd | undefined
     let pendingText: string | undefined
     try {
       for await (const data of decodeServerSentEvents(body as AsyncIterable<Uint8Array>)) {
         if (data === '[DONE]') break
         const event = parseEvent(data, this.#options.modelLabel)
-        if (event.error !== undefined) throw this.#streamError(event)
+        if (event.error !== undefined) throw this.#streamError(event, secrets)
         const usage = usageOf(event)
         if (end !== undefined && usage.promptTokens !== undefined) end = { ...end, ...usage }
         const choice = Array.isArray(event.choices) ? event.choices[0] : undefined
@@ -146,6 +148,7 @@ export class HfInferenceBackend implements Backend {
     } catch (error) {
       if (signal.aborted) throw signal.reason ?? error
       if (error instanceof ServiceError) throw error
+      if (error instanceof ServerSentEventLimitError) throw this.#malformed(error.message)
       throw upstreamStreamBroken(this.#options.modelLabel, error)
     } finally {
       if (end === undefined) await body.cancel().catch(() => {})
@@ -170,8 +173,8 @@ export class HfInferenceBackend implements Backend {
       if (signal.aborted) throw signal.reason ?? error
       throw this.#unreachable(error)
     }
+    if (!response.ok) throw this.#statusError(response, await readErrorBody(response), undefined)
     const body = await readBody(response)
-    if (!response.ok) throw this.#statusError(response, body, false)
     if (!isRecord(body)) return {}
     return {
       modelId: typeof body.model_id === 'string' ? body.model_id : undefined,
@@ -214,13 +217,13 @@ export class HfInferenceBackend implements Backend {
         continue
       }
       if (response.ok) return response
-      const body = await readBody(response)
+      const body = await readErrorBody(response)
       if (response.status === 503) {
         const estimated = isRecord(body) && typeof body.estimated_time === 'number' ? body.estimated_time * 1000 : undefined
-        await this.#waitBeforeRetry(attempt++, estimated, deadline, signal, upstreamMessage(body))
+        await this.#waitBeforeRetry(attempt++, estimated, deadline, signal, upstreamMessage(body, [this.#options.token, clientToken, ...this.#options.redact ?? []]))
         continue
       }
-      throw this.#statusError(response, body, clientToken !== undefined)
+      throw this.#statusError(response, body, clientToken)
     }
   }
 
@@ -236,15 +239,15 @@ export class HfInferenceBackend implements Backend {
     await this.#sleep(wait, signal)
   }
 
-  #statusError (response: Response, body: unknown, clientToken: boolean): UpstreamError {
-    const message = upstreamMessage(body)
+  #statusError (response: Response, body: unknown, clientToken: string | undefined): UpstreamError {
+    const message = upstreamMessage(body, [this.#options.token, clientToken, ...this.#options.redact ?? []])
     const label = this.#options.modelLabel
     switch (response.status) {
       case 400: case 422:
         return upstreamRejected(message)
       case 401: case 403:
         // The client's own token: its problem, passed on. The gateway's: a misconfiguration, 502.
-        return clientToken
+        return clientToken !== undefined
           ? new UpstreamError(`The upstream rejected your token for model ${label} (HTTP ${response.status})`, {
             statusCode: response.status, type: response.status === 401 ? 'authentication_error' : 'permission_error', code: 'upstream_auth_failed'
           })
@@ -272,8 +275,8 @@ export class HfInferenceBackend implements Backend {
    * "http_status_code": 422}}` (always 422, overload included); older ones as
    * `{"error": "...", "error_type": "..."}`.
    */
-  #streamError (event: Record<string, unknown>): UpstreamError {
-    const message = upstreamMessage(event)
+  #streamError (event: Record<string, unknown>, secrets: ReadonlyArray<string | undefined>): UpstreamError {
+    const message = upstreamMessage(event, secrets)
     if (/overloaded/i.test(message)) return new UpstreamError(`Upstream model ${this.#options.modelLabel} is overloaded: ${message}`, { statusCode: 429, type: 'rate_limit_error', code: 'upstream_overloaded' })
     const status = isRecord(event.error) ? event.error.http_status_code : undefined
     if (event.error_type === 'validation' || status === 422 || status === 400) return upstreamRejected(message)
@@ -323,4 +326,26 @@ function isConnectionReset (error: unknown): boolean {
 
 async function readBody (response: Response): Promise<unknown> {
   return parseBody(await response.text().catch(() => ''))
+}
+
+/** An error reply's body, read up to MAX_ERROR_BODY bytes (the rest is cancelled, not buffered). */
+async function readErrorBody (response: Response): Promise<unknown> {
+  if (response.body === null) return parseBody('')
+  const reader = response.body.getReader()
+  const chunks: Uint8Array[] = []
+  let size = 0
+  try {
+    while (size < MAX_ERROR_BODY) {
+      const { done, value } = await reader.read()
+      if (done) break
+      const room = MAX_ERROR_BODY - size
+      chunks.push(value.byteLength > room ? value.subarray(0, room) : value)
+      size += Math.min(value.byteLength, room)
+    }
+  } catch {
+    // A body that broke off: what arrived still names the error.
+  } finally {
+    await reader.cancel().catch(() => {})
+  }
+  return parseBody(Buffer.concat(chunks).toString('utf8'))
 }

@@ -13,7 +13,7 @@
  */
 import { Agent, type Dispatcher } from 'undici'
 import type { Backend, BackendInfo, GenerationParameters, GenerationRequest, GenerationResult, TokenDelta, UpstreamFinishReason } from './backend.js'
-import { UpstreamError, upstreamUnreachable } from '../errors.js'
+import { UpstreamError, upstreamTimeout, upstreamUnreachable } from '../errors.js'
 import { isRecord, malformedReply, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamRejected, upstreamReplyBroken, upstreamStreamBroken } from './upstream-replies.js'
 import { openEventStream, requestText, splitBaseUrl, UpstreamTransportError, type UpstreamEventReply, type UpstreamTextReply } from './upstream-http.js'
 
@@ -26,15 +26,28 @@ export interface TgiBackendOptions {
   dispatcher?: Dispatcher
   /** Model name used in error messages. */
   modelLabel?: string
+  /** More secrets to strip from upstream text (HF_TOKEN, other configured tokens). */
+  redact?: string[]
+  /** The default pool's connect timeout (the model's first-token timeout); default 10 s. */
+  connectTimeoutMs?: number
 }
 
-let sharedAgent: Agent | undefined
-/** One keep-alive pool per process; timeouts are enforced by the caller's signal. */
-export function defaultDispatcher (): Agent {
+const sharedAgents = new Map<number, Agent>()
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
+/**
+ * One keep-alive pool per process (per connect timeout); timeouts are enforced
+ * by the caller's signal, and connecting by `connectTimeoutMs` (the model's
+ * first-token timeout), so a dead upstream frees its slot no later than that.
+ */
+export function defaultDispatcher (connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS): Agent {
+  let agent = sharedAgents.get(connectTimeoutMs)
   // No connection cap: TGI queues and batches requests itself, and a cap here
   // queued slow streams behind each other (1000 concurrent streams in the bench).
-  sharedAgent ??= new Agent({ keepAliveTimeout: 30_000, headersTimeout: 0, bodyTimeout: 0, pipelining: 1 })
-  return sharedAgent
+  if (agent === undefined) {
+    agent = new Agent({ keepAliveTimeout: 30_000, headersTimeout: 0, bodyTimeout: 0, pipelining: 1, connect: { timeout: connectTimeoutMs } })
+    sharedAgents.set(connectTimeoutMs, agent)
+  }
+  return agent
 }
 
 const FINISH_REASONS = new Set<string>(['length', 'eos_token', 'stop_sequence'])
@@ -50,6 +63,8 @@ export class TgiBackend implements Backend {
   readonly #streamHeaders: Record<string, string>
   readonly #dispatcher: Dispatcher
   readonly #modelLabel: string
+  /** Redacted from upstream text. */
+  readonly #secrets: ReadonlyArray<string | undefined>
 
   constructor (options: TgiBackendOptions) {
     this.#baseUrl = options.baseUrl.replace(/\/+$/, '')
@@ -58,14 +73,15 @@ export class TgiBackend implements Backend {
     this.#headers = { 'content-type': 'application/json', accept: 'application/json' }
     if (options.token !== undefined) this.#headers.authorization = `Bearer ${options.token}`
     this.#streamHeaders = { ...this.#headers, accept: 'text/event-stream' }
-    this.#dispatcher = options.dispatcher ?? defaultDispatcher()
+    this.#dispatcher = options.dispatcher ?? defaultDispatcher(options.connectTimeoutMs)
     this.#modelLabel = options.modelLabel ?? this.#baseUrl
+    this.#secrets = [options.token, ...options.redact ?? []]
   }
 
   async generate (request: GenerationRequest, signal: AbortSignal): Promise<GenerationResult> {
     const response = await this.#send('POST', '/generate', signal, JSON.stringify({ inputs: request.prompt, parameters: toTgiParameters(request.parameters) }))
     const body = parseBody(response.text)
-    if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel)
+    if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel, this.#secrets)
     if (!isRecord(body) || typeof body.generated_text !== 'string') throw malformedReply(this.#modelLabel, 'no generated_text in /generate reply')
     const details = isRecord(body.details) ? body.details : undefined
     const finishReason = details !== undefined && typeof details.finish_reason === 'string' && FINISH_REASONS.has(details.finish_reason)
@@ -87,20 +103,21 @@ export class TgiBackend implements Backend {
         origin: this.#origin, path: `${this.#pathPrefix}/generate_stream`, method: 'POST', headers: this.#streamHeaders, body, signal
       }, {
         decode: (data) => this.#decodeEvent(data),
-        broken: (cause) => upstreamStreamBroken(this.#modelLabel, cause)
+        broken: (cause) => upstreamStreamBroken(this.#modelLabel, cause),
+        malformed: (what) => malformedReply(this.#modelLabel, what)
       })
     } catch (error) {
       if (signal.aborted) throw signal.reason ?? error
-      throw upstreamUnreachable(this.#baseUrl, error instanceof UpstreamTransportError ? error.cause : error)
+      throw notConnected(this.#baseUrl, error instanceof UpstreamTransportError ? error.cause : error)
     }
-    if (!('events' in reply)) throw tgiError(reply.statusCode, parseBody(reply.text), reply.headers, this.#modelLabel)
+    if (!('events' in reply)) throw tgiError(reply.statusCode, parseBody(reply.text), reply.headers, this.#modelLabel, this.#secrets)
     return reply.events
   }
 
   /** One /generate_stream event: a token, the last token with `details`, or an error. */
   #decodeEvent (data: string): { value: TokenDelta, last: boolean } {
     const event = parseEvent(data, this.#modelLabel)
-    if (event.error !== undefined) throw tgiStreamError(event, this.#modelLabel)
+    if (event.error !== undefined) throw tgiStreamError(event, this.#modelLabel, this.#secrets)
     const token = event.token
     if (!isRecord(token) || typeof token.text !== 'string') throw malformedReply(this.#modelLabel, 'a token event without token.text')
     const details = event.details
@@ -125,7 +142,7 @@ export class TgiBackend implements Backend {
   async countTokens (prompt: string, signal: AbortSignal): Promise<number> {
     const response = await this.#send('POST', '/tokenize', signal, JSON.stringify({ inputs: prompt }))
     const body = parseBody(response.text)
-    if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel)
+    if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel, this.#secrets)
     if (!Array.isArray(body)) throw malformedReply(this.#modelLabel, '/tokenize did not return a list')
     return body.length
   }
@@ -133,7 +150,7 @@ export class TgiBackend implements Backend {
   async probe (signal: AbortSignal): Promise<BackendInfo> {
     const response = await this.#send('GET', '/info', signal)
     const body = parseBody(response.text)
-    if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel)
+    if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel, this.#secrets)
     if (!isRecord(body)) throw malformedReply(this.#modelLabel, '/info is not an object')
     return {
       modelId: typeof body.model_id === 'string' ? body.model_id : undefined,
@@ -148,9 +165,15 @@ export class TgiBackend implements Backend {
     } catch (error) {
       if (signal.aborted) throw signal.reason ?? error
       if (error instanceof UpstreamTransportError && error.afterHeaders) throw upstreamReplyBroken(this.#modelLabel, error.cause)
-      throw upstreamUnreachable(this.#baseUrl, error instanceof UpstreamTransportError ? error.cause : error)
+      throw notConnected(this.#baseUrl, error instanceof UpstreamTransportError ? error.cause : error)
     }
   }
+}
+
+/** No connection: a connect that outlasted the pool's connect timeout (the first-token budget) is a timeout, 504. */
+function notConnected (baseUrl: string, cause: unknown): UpstreamError {
+  if ((cause as NodeJS.ErrnoException | undefined)?.code === 'UND_ERR_CONNECT_TIMEOUT') return upstreamTimeout(`no connection to ${baseUrl} within the connect timeout`, cause)
+  return upstreamUnreachable(baseUrl, cause)
 }
 
 /** TGI's GenerateParameters; undefined fields are dropped by JSON.stringify. */
@@ -178,8 +201,8 @@ function headerNumber (value: string | string[] | undefined): number | undefined
 }
 
 /** Maps a TGI HTTP error to the status the client should see. */
-export function tgiError (status: number, body: unknown, headers: Record<string, string | string[] | undefined>, modelLabel: string): UpstreamError {
-  const message = upstreamMessage(body)
+export function tgiError (status: number, body: unknown, headers: Record<string, string | string[] | undefined>, modelLabel: string, secrets: ReadonlyArray<string | undefined> = []): UpstreamError {
+  const message = upstreamMessage(body, secrets)
   if (status === 422 || status === 400) return upstreamRejected(message)
   if (status === 429) {
     const retryAfter = headers['retry-after']
@@ -199,8 +222,8 @@ export function tgiError (status: number, body: unknown, headers: Record<string,
 }
 
 /** Maps TGI's in-stream `{"error", "error_type"}` event. */
-export function tgiStreamError (event: Record<string, unknown>, modelLabel: string): UpstreamError {
-  const message = typeof event.error === 'string' ? event.error : 'unknown error'
+export function tgiStreamError (event: Record<string, unknown>, modelLabel: string, secrets: ReadonlyArray<string | undefined> = []): UpstreamError {
+  const message = typeof event.error === 'string' ? upstreamMessage(event, secrets) : 'unknown error'
   switch (event.error_type) {
     case 'validation':
       return upstreamRejected(message)

@@ -11,6 +11,7 @@
 import type { Dispatcher } from 'undici'
 import type { IncomingHttpHeaders } from 'node:http'
 import { ServerSentEventParser } from '../streaming/sse-decoder.js'
+import { MAX_ERROR_BODY } from './upstream-replies.js'
 
 export interface UpstreamTextReply {
   statusCode: number
@@ -59,8 +60,14 @@ export function requestText (dispatcher: Dispatcher, request: UpstreamTextReques
     let statusCode = 0
     let headers: IncomingHttpHeaders = {}
     const chunks: Buffer[] = []
+    let size = 0
     let settled = false
-    const onAbort = (): void => { controller?.abort(signal.reason) }
+    // Rejects at once, even before the socket connected (undici calls onRequestStart
+    // only once connected); the request is then cancelled in onRequestStart.
+    const onAbort = (): void => {
+      if (settle()) reject(signal.reason)
+      controller?.abort(signal.reason)
+    }
     const settle = (): boolean => {
       if (settled) return false
       settled = true
@@ -80,6 +87,12 @@ export function requestText (dispatcher: Dispatcher, request: UpstreamTextReques
         headers = responseHeaders
       },
       onResponseData (_controller, chunk) {
+        // An error body only feeds a message: past MAX_ERROR_BODY it is discarded, not buffered.
+        if (statusCode !== 200) {
+          if (size >= MAX_ERROR_BODY) return
+          if (size + chunk.length > MAX_ERROR_BODY) chunk = chunk.subarray(0, MAX_ERROR_BODY - size)
+        }
+        size += chunk.length
         chunks.push(chunk)
       },
       onResponseEnd () {
@@ -123,6 +136,8 @@ export interface EventStreamOptions<T> {
   decode: (data: string) => DecodedEvent<T>
   /** The error for a connection that broke after the headers. */
   broken: (cause?: unknown) => unknown
+  /** The error for a stream the SSE decoder refused (a line or event over its limit). */
+  malformed?: (what: string) => unknown
 }
 
 export interface BufferedEvents<T> extends AsyncIterableIterator<T> {
@@ -159,8 +174,9 @@ export function openEventStream<T> (dispatcher: Dispatcher, request: UpstreamTex
     let statusCode = 0
     let headers: IncomingHttpHeaders = {}
     let answered = false
-    // Non-200 replies: the body, read whole.
+    // Non-200 replies: the body, up to MAX_ERROR_BODY bytes.
     const chunks: Buffer[] = []
+    let errorSize = 0
     // 200 replies: the event queue and its one waiting reader.
     const parser = new ServerSentEventParser()
     const queue: T[] = []
@@ -173,6 +189,11 @@ export function openEventStream<T> (dispatcher: Dispatcher, request: UpstreamTex
     const detach = (): void => { signal.removeEventListener('abort', onAbort) }
     const onAbort = (): void => {
       fail(signal.reason)
+      // Before the headers (even before the socket connected): reject at once.
+      if (!answered) {
+        answered = true
+        reject(signal.reason)
+      }
       controller?.abort(signal.reason)
     }
     signal.addEventListener('abort', onAbort, { once: true })
@@ -280,8 +301,24 @@ export function openEventStream<T> (dispatcher: Dispatcher, request: UpstreamTex
         }
       },
       onResponseData (_controller, chunk) {
-        if (statusCode === 200) accept(parser.push(chunk))
-        else chunks.push(chunk)
+        if (statusCode === 200) {
+          let events: string[]
+          try {
+            events = parser.push(chunk)
+          } catch (error) {
+            // An over-long line or event (ServerSentEventLimitError).
+            const failed = options.malformed !== undefined ? options.malformed((error as Error).message) : options.broken(error)
+            fail(failed)
+            controller?.abort(failed as Error)
+            return
+          }
+          accept(events)
+        } else if (errorSize < MAX_ERROR_BODY) {
+          // An error body only feeds a message: past MAX_ERROR_BODY it is discarded, not buffered.
+          const part = errorSize + chunk.length > MAX_ERROR_BODY ? chunk.subarray(0, MAX_ERROR_BODY - errorSize) : chunk
+          errorSize += part.length
+          chunks.push(part)
+        }
       },
       onResponseEnd () {
         if (statusCode === 200) {

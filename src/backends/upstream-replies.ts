@@ -6,7 +6,24 @@
  */
 import { UpstreamError } from '../errors.js'
 
-const MAX_ERROR_BODY = 64 * 1024
+/** Upstream error bodies are read up to this many bytes; the rest is discarded. */
+export const MAX_ERROR_BODY = 64 * 1024
+/** Upstream text in an error message is cut to this many characters. */
+const MAX_MESSAGE = 500
+const HF_TOKEN_PATTERN = /hf_[A-Za-z0-9]{10,}/g
+
+/**
+ * The one redaction of upstream text before it reaches a response or a log
+ * line: every known secret (the gateway's configured token, the client's own)
+ * and anything shaped like a Hugging Face token becomes `hf_***`.
+ */
+export function redactUpstreamText (text: string, secrets: ReadonlyArray<string | undefined> = []): string {
+  let redacted = text
+  for (const secret of secrets) {
+    if (secret !== undefined && secret.length >= 4 && redacted.includes(secret)) redacted = redacted.split(secret).join('hf_***')
+  }
+  return redacted.replace(HF_TOKEN_PATTERN, 'hf_***')
+}
 
 export function isRecord (value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
@@ -34,12 +51,16 @@ export function parseEvent (data: string, modelLabel: string): Record<string, un
 }
 
 /** `{"error": "..."}` (TGI), `{"error": {"message"}}` (OpenAI routes), `{"message"}`, or plain text. */
-export function upstreamMessage (body: unknown): string {
-  if (isRecord(body) && typeof body.error === 'string') return body.error
-  if (isRecord(body) && isRecord(body.error) && typeof body.error.message === 'string') return body.error.message
-  if (isRecord(body) && typeof body.message === 'string') return body.message
-  if (typeof body === 'string' && body.trim() !== '') return body.trim().slice(0, 500)
-  return 'no message'
+export function upstreamMessage (body: unknown, secrets: ReadonlyArray<string | undefined> = []): string {
+  let message: string
+  if (isRecord(body) && typeof body.error === 'string') message = body.error
+  else if (isRecord(body) && isRecord(body.error) && typeof body.error.message === 'string') message = body.error.message
+  else if (isRecord(body) && typeof body.message === 'string') message = body.message
+  else if (typeof body === 'string' && body.trim() !== '') message = body.trim()
+  else return 'no message'
+  // Redacted whole first, so a token cut by the cap cannot leak its first half.
+  message = redactUpstreamText(message, secrets)
+  return message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE)}…` : message
 }
 
 export function malformedReply (modelLabel: string, what: string): UpstreamError {

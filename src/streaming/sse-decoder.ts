@@ -14,37 +14,82 @@ import { StringDecoder } from 'node:string_decoder'
  * get back the events they complete. Synchronous so a caller that already has
  * a chunk in hand (an undici dispatch handler) pays no promise per event.
  */
+/** A line, or one event's data, longer than this (in characters) fails the stream. */
+export const MAX_SSE_LINE = 1024 * 1024
+
+/** The stream broke the decoder's limits; the caller maps it to its own error. */
+export class ServerSentEventLimitError extends Error {
+  constructor (what: string, limit = MAX_SSE_LINE) {
+    super(`${what} longer than ${limit} characters`)
+    this.name = 'ServerSentEventLimitError'
+  }
+}
+
 export class ServerSentEventParser {
   readonly #decoder = new StringDecoder('utf8')
+  readonly #limit: number
   #pending = ''
+  // How much of #pending is already known to hold no line end (only new bytes are scanned).
+  #scanned = 0
+  // Once a \r was seen, lines may end in it: the slower scan from then on.
+  #carriageReturns = false
   #data: string[] = []
+  #dataLength = 0
 
-  /** The `data` payloads of the events this chunk completes (often none or one; many under load). */
+  constructor (limit = MAX_SSE_LINE) {
+    this.#limit = limit
+  }
+
+  /** The `data` payloads of the events this chunk completes (often none or one; many under load). Throws ServerSentEventLimitError. */
   push (chunk: Uint8Array | string): string[] {
-    this.#pending += typeof chunk === 'string' ? chunk : this.#decoder.write(chunk as Buffer)
+    const text = typeof chunk === 'string' ? chunk : this.#decoder.write(chunk as Buffer)
+    if (!this.#carriageReturns && text.includes('\r')) this.#carriageReturns = true
+    const findEnd = this.#carriageReturns ? findLineEnd : findNewline
+    let pending: string
+    let from: number
+    if (this.#pending === '') {
+      pending = text
+      from = 0
+    } else {
+      // A long line arriving in pieces: append without rescanning what came before.
+      if (findEnd(text, 0) === -1 && this.#pending.charCodeAt(this.#pending.length - 1) !== 13) {
+        this.#pending += text
+        this.#scanned = this.#pending.length
+        if (this.#pending.length > this.#limit) throw new ServerSentEventLimitError('an SSE line', this.#limit)
+        return []
+      }
+      pending = this.#pending + text
+      from = this.#scanned
+    }
     const events: string[] = []
-    let pending = this.#pending
     let start = 0
     let lineEnd: number
-    // Servers end lines with \n; only a text holding a \r needs the slower scan.
-    const findEnd = pending.includes('\r') ? findLineEnd : findNewline
-    while ((lineEnd = findEnd(pending, start)) !== -1) {
+    while ((lineEnd = findEnd(pending, from > start ? from : start)) !== -1) {
       // A lone \r at the end may be the first half of \r\n: wait for more bytes.
       if (pending.charCodeAt(lineEnd) === 13 && lineEnd === pending.length - 1) break
+      if (lineEnd - start > this.#limit) throw new ServerSentEventLimitError('an SSE line', this.#limit)
       const line = pending.slice(start, lineEnd)
       start = lineEnd + (pending.charCodeAt(lineEnd) === 13 && pending.charCodeAt(lineEnd + 1) === 10 ? 2 : 1)
       if (line === '') {
         if (this.#data.length > 0) {
           events.push(this.#data.length === 1 ? this.#data[0] as string : this.#data.join('\n'))
           this.#data = []
+          this.#dataLength = 0
         }
       } else if (line.startsWith('data:')) {
-        this.#data.push(line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5))
+        const data = line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5)
+        this.#dataLength += data.length + 1
+        if (this.#dataLength > this.#limit) throw new ServerSentEventLimitError("an SSE event's data", this.#limit)
+        this.#data.push(data)
       }
     }
     // One slice per chunk, not per line: the rest waits for the next chunk.
     if (start > 0) pending = pending.slice(start)
+    // (+ 1: a trailing \r waiting for its \n is not part of the line.)
+    if (pending.length > this.#limit + 1) throw new ServerSentEventLimitError('an SSE line', this.#limit)
     this.#pending = pending
+    // A trailing lone \r is looked at again with the next bytes.
+    this.#scanned = lineEnd === -1 ? pending.length : lineEnd - start
     return events
   }
 
@@ -52,11 +97,13 @@ export class ServerSentEventParser {
   end (): string[] {
     const pending = this.#pending + this.#decoder.end()
     this.#pending = ''
+    this.#scanned = 0
     for (const line of pending.split(/\r\n|\r|\n/)) {
       if (line.startsWith('data:')) this.#data.push(line.charCodeAt(5) === 32 ? line.slice(6) : line.slice(5))
     }
     const events = this.#data.length > 0 ? [this.#data.join('\n')] : []
     this.#data = []
+    this.#dataLength = 0
     return events
   }
 }

@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import OpenAI from 'openai'
+import pino from 'pino'
+import { Writable } from 'node:stream'
 import { buildApp } from '../../src/app.js'
 import { loadConfig } from '../../src/config.js'
 import { startFakeTgi, type FakeTgi } from '../fakes/fake-tgi.js'
@@ -31,7 +33,7 @@ const CLIENT_TOKEN = 'hf_client_token'
  * A local TGI, an Inference Endpoint (TGI that rejects requests without its
  * token) and the serverless router (in front of a third TGI), one gateway.
  */
-async function startWorld (t: TestContext, options: { modelsFile?: (world: Omit<World, 'url' | 'openai'>) => string, env?: Record<string, string>, routerTokens?: string[] } = {}): Promise<World> {
+async function startWorld (t: TestContext, options: { modelsFile?: (world: Omit<World, 'url' | 'openai'>) => string, env?: Record<string, string>, routerTokens?: string[], logger?: pino.Logger } = {}): Promise<World> {
   const local = await startFakeTgi({ modelId: ZEPHYR })
   const endpoint = await startFakeTgi({ modelId: ZEPHYR, requiredToken: ENDPOINT_TOKEN })
   const serverless = await startFakeTgi({ modelId: ZEPHYR })
@@ -50,7 +52,7 @@ async function startWorld (t: TestContext, options: { modelsFile?: (world: Omit<
     await writeFile(path, options.modelsFile({ local, endpoint, serverless, router, hub }))
     env.GATEWAY_CONFIG = path
   }
-  const app = await buildApp(await loadConfig(env), { logger: false })
+  const app = await buildApp(await loadConfig(env), options.logger !== undefined ? { loggerInstance: options.logger } : { logger: false })
   t.after(() => app.close())
   await app.listen({ port: 0, host: '127.0.0.1' })
   const address = app.server.address()
@@ -237,4 +239,39 @@ test('/ready probes the Endpoint with its token', async (t) => {
   const body = await response.json()
   assert.equal(response.status, 200, JSON.stringify(body))
   assert.deepEqual(body.models.map((model: { id: string, ready: boolean }) => model.ready), [true, true, true])
+})
+
+test('endpoint and hub error bodies quoting the configured or the client token reach neither the client nor the logs', async (t) => {
+  const lines: string[] = []
+  const logger = pino({ level: 'info' }, new Writable({ write (chunk, _encoding, done) { lines.push(...String(chunk).split('\n').filter((line) => line !== '')); done() } }))
+  const world = await startWorld(t, { modelsFile: MIXED, logger })
+  const secrets = [ENDPOINT_TOKEN, GATEWAY_TOKEN, CLIENT_TOKEN]
+  const quoting = `invalid token ${ENDPOINT_TOKEN} or ${GATEWAY_TOKEN}`
+  // The client's token is a secret only where the client sent it: only that case quotes it.
+  const quotingClient = `${quoting} or ${CLIENT_TOKEN}`
+  const cases: Array<{ name: string, model: string, stream: boolean, headers?: Record<string, string>, arrange: () => void }> = [
+    { name: 'endpoint 500', model: 'dedicated', stream: false, arrange: () => world.endpoint.replyOnce({ kind: 'status', status: 500, body: { error: quoting } }) },
+    { name: 'endpoint 400 plain text, stream', model: 'dedicated', stream: true, arrange: () => world.endpoint.replyOnce({ kind: 'status', status: 400, body: quoting }) },
+    { name: 'endpoint in-stream error', model: 'dedicated', stream: true, arrange: () => world.endpoint.replyOnce({ kind: 'stream-error', afterTokens: 0, message: quoting }) },
+    { name: 'hub 500', model: 'serverless', stream: false, arrange: () => world.router.script(ZEPHYR, { kind: 'status', status: 500, body: { error: { message: quoting } } }) },
+    { name: 'hub 429 with the client token', model: 'serverless', stream: true, headers: { authorization: `Bearer ${CLIENT_TOKEN}` }, arrange: () => world.router.script(ZEPHYR, { kind: 'status', status: 429, body: { error: quotingClient } }) }
+  ]
+  for (const item of cases) {
+    item.arrange()
+    const response = await postJson(`${world.url}/v1/chat/completions`, { model: item.model, messages: ZEPHYR_MESSAGES, stream: item.stream }, item.headers)
+    const text = await response.text()
+    assert.ok(response.status >= 400 || text.includes('"error"'), `${item.name}: ${response.status} ${text}`)
+    assert.ok(text.includes('hf_***'), `${item.name}: the redacted message is kept: ${text}`)
+    for (const secret of secrets) assert.ok(!text.includes(secret), `${item.name}: the response holds ${secret}: ${text}`)
+  }
+  for (const line of lines) for (const secret of secrets) assert.ok(!line.includes(secret), `a log line holds ${secret}: ${line}`)
+})
+
+test('a 10 MiB endpoint error body becomes a short response', async (t) => {
+  const world = await startWorld(t, { modelsFile: MIXED })
+  world.endpoint.replyOnce({ kind: 'status', status: 500, body: { error: 'x'.repeat(10 * 1024 * 1024) } })
+  const response = await postJson(`${world.url}/v1/chat/completions`, { model: 'dedicated', messages: ZEPHYR_MESSAGES })
+  const text = await response.text()
+  assert.equal(response.status, 502)
+  assert.ok(text.length < 2048, `response of ${text.length} bytes`)
 })
