@@ -124,8 +124,45 @@ export const chatCompletionRequestSchema = z.object({
   chat_template_name: templateNameSchema,
   documents: documentsSchema,
   add_generation_prompt: z.boolean().nullish().describe('Default true: end the prompt with the assistant turn\'s opening.'),
-  continue_final_message: z.boolean().nullish().describe('Continue the final (assistant) message instead of starting a new turn; needs add_generation_prompt: false.')
+  continue_final_message: z.boolean().nullish().describe('Continue the final (assistant) message instead of starting a new turn; needs add_generation_prompt: false.'),
+  // OpenAI fields the gateway does not act on. Each is type- and range-checked as
+  // OpenAI's schema says (a malformed one is a 400 naming it, as from OpenAI); the
+  // ones that only tune OpenAI's own service are then ignored, the ones that would
+  // change the answer are refused when set (see UNSUPPORTED_WHEN_SET).
+  top_logprobs: z.number().int().min(0).max(20).nullish().describe('Needs logprobs, which are not supported yet: refused when set.'),
+  logit_bias: z.record(z.string().regex(/^\d+$/, 'token ids as strings'), z.number().int().min(-100).max(100)).nullish().describe('Not supported: refused unless empty.'),
+  store: z.boolean().nullish().describe('Ignored: the gateway stores nothing.'),
+  metadata: z.record(z.string().max(64), z.string().max(512)).refine((value) => Object.keys(value).length <= 16, 'at most 16 key-value pairs').nullish().describe('Ignored.'),
+  service_tier: z.enum(['auto', 'default', 'flex', 'scale', 'priority']).nullish().describe('Ignored.'),
+  modalities: z.array(z.enum(['text', 'audio'])).nullish().describe('Only ["text"].'),
+  audio: z.object({ voice: z.union([z.string(), z.object({ id: z.string() })]), format: z.enum(['wav', 'aac', 'mp3', 'flac', 'opus', 'pcm16']) }).nullish().describe('Not supported: refused when set.'),
+  prediction: z.object({ type: z.literal('content'), content: z.union([z.string(), z.array(z.object({ type: z.literal('text'), text: z.string() }))]) }).nullish().describe('Ignored (a latency hint).'),
+  reasoning_effort: z.enum(['none', 'minimal', 'low', 'medium', 'high', 'xhigh', 'max']).nullish().describe('Ignored; open reasoning models take chat_template_kwargs such as {"enable_thinking": false}.'),
+  verbosity: z.enum(['low', 'medium', 'high']).nullish().describe('Ignored.'),
+  web_search_options: z.object({ search_context_size: z.enum(['low', 'medium', 'high']).optional(), user_location: z.object({ type: z.literal('approximate'), approximate: z.record(z.string(), z.unknown()) }).nullish() }).nullish().describe('Not supported: refused when set.'),
+  safety_identifier: z.string().max(64).nullish().describe('Ignored.'),
+  prompt_cache_key: z.string().nullish().describe('Ignored.'),
+  prompt_cache_retention: z.enum(['in_memory', '24h']).nullish().describe('Ignored.'),
+  moderation: z.object({ model: z.string() }).nullish().describe('Not supported: refused when set.'),
+  function_call: z.union([z.enum(['none', 'auto']), z.object({ name: z.string() })]).nullish().describe('Deprecated by OpenAI: use tool_choice. Refused when set.'),
+  functions: z.array(z.object({ name: z.string().min(1).max(64), description: z.string().optional(), parameters: z.record(z.string(), z.unknown()).optional() })).min(1).max(128).nullish().describe('Deprecated by OpenAI: use tools. Refused when set.')
+}).superRefine((request, context) => {
+  for (const [param, isSet, reason] of UNSUPPORTED_WHEN_SET) {
+    if (isSet(request)) context.addIssue({ code: 'custom', path: [param], message: `${param} is not supported by this gateway: ${reason}` })
+  }
 }).meta({ id: 'CreateChatCompletionRequest' })
+
+type RequestFields = Record<string, unknown> & { logit_bias?: Record<string, number> | null, modalities?: string[] | null }
+const UNSUPPORTED_WHEN_SET: ReadonlyArray<readonly [string, (request: RequestFields) => boolean, string]> = [
+  ['top_logprobs', (request) => request.top_logprobs != null, 'log probabilities are not returned yet'],
+  ['logit_bias', (request) => request.logit_bias != null && Object.keys(request.logit_bias).length > 0, 'the upstream engines are not given token biases'],
+  ['modalities', (request) => request.modalities != null && request.modalities.some((modality) => modality !== 'text'), 'only text output'],
+  ['audio', (request) => request.audio != null, 'only text output'],
+  ['web_search_options', (request) => request.web_search_options != null, 'no web search'],
+  ['moderation', (request) => request.moderation != null, 'no moderation'],
+  ['function_call', (request) => request.function_call != null, 'use tool_choice'],
+  ['functions', (request) => request.functions != null, 'use tools']
+]
 export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>
 
 /**
