@@ -21,7 +21,7 @@ import { getProviderHelper, makeRequestOptions } from '@huggingface/inference'
 import type { Backend, BackendInfo, GenerationEnd, GenerationParameters, GenerationRequest, GenerationResult, TokenDelta, UpstreamFinishReason } from './backend.js'
 import { ServiceError, UpstreamError, invalidRequest } from '../errors.js'
 import { decodeServerSentEvents, ServerSentEventLimitError } from '../streaming/sse-decoder.js'
-import { isRecord, malformedReply, MAX_ERROR_BODY, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamRejected, upstreamStreamBroken } from './upstream-replies.js'
+import { isRecord, malformedReply, MAX_ERROR_BODY, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamPayloadTooLarge, upstreamRejected, upstreamStreamBroken } from './upstream-replies.js'
 
 export interface HfInferenceBackendOptions {
   kind: 'endpoint' | 'hub'
@@ -245,6 +245,8 @@ export class HfInferenceBackend implements Backend {
     switch (response.status) {
       case 400: case 422:
         return upstreamRejected(message)
+      case 413:
+        return upstreamPayloadTooLarge(label, message)
       case 401: case 403:
         // The client's own token: its problem, passed on. The gateway's: a misconfiguration, 502.
         return clientToken !== undefined

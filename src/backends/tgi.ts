@@ -14,7 +14,7 @@
 import { Agent, type Dispatcher } from 'undici'
 import type { Backend, BackendInfo, GenerationParameters, GenerationRequest, GenerationResult, TokenDelta, UpstreamFinishReason } from './backend.js'
 import { UpstreamError, upstreamTimeout, upstreamUnreachable } from '../errors.js'
-import { isRecord, malformedReply, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamRejected, upstreamReplyBroken, upstreamStreamBroken } from './upstream-replies.js'
+import { isRecord, malformedReply, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamPayloadTooLarge, upstreamRejected, upstreamReplyBroken, upstreamStreamBroken } from './upstream-replies.js'
 import { openEventStream, requestText, splitBaseUrl, UpstreamTransportError, type UpstreamEventReply, type UpstreamTextReply } from './upstream-http.js'
 
 export interface TgiBackendOptions {
@@ -204,6 +204,7 @@ function headerNumber (value: string | string[] | undefined): number | undefined
 export function tgiError (status: number, body: unknown, headers: Record<string, string | string[] | undefined>, modelLabel: string, secrets: ReadonlyArray<string | undefined> = []): UpstreamError {
   const message = upstreamMessage(body, secrets)
   if (status === 422 || status === 400) return upstreamRejected(message)
+  if (status === 413) return upstreamPayloadTooLarge(modelLabel, message)
   if (status === 429) {
     const retryAfter = headers['retry-after']
     return new UpstreamError(`Upstream model ${modelLabel} is overloaded: ${message}`, {

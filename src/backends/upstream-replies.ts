@@ -73,6 +73,13 @@ export function upstreamRejected (message: string): UpstreamError {
   return new UpstreamError(`Upstream rejected the request: ${message}`, { statusCode: 400, type: 'invalid_request_error', code: 'upstream_validation_error' })
 }
 
+/** The upstream's body limit (TGI's router: 2 MB by default): the client's request is too large, so a retry cannot help. */
+export function upstreamPayloadTooLarge (modelLabel: string, message: string): UpstreamError {
+  return new UpstreamError(`Upstream for model ${modelLabel} refused the request as too large (HTTP 413): ${message}`, {
+    statusCode: 413, type: 'invalid_request_error', code: 'upstream_payload_too_large'
+  })
+}
+
 export function upstreamGenerationFailed (modelLabel: string, message: string): UpstreamError {
   return new UpstreamError(`Upstream generation failed for model ${modelLabel}: ${message}`, { statusCode: 502, type: 'server_error', code: 'upstream_generation_error' })
 }

@@ -275,3 +275,13 @@ test('a 10 MiB endpoint error body becomes a short response', async (t) => {
   assert.equal(response.status, 502)
   assert.ok(text.length < 2048, `response of ${text.length} bytes`)
 })
+
+test('an Endpoint\'s 413 is a 413 to the client', async (t) => {
+  const world = await startWorld(t, { modelsFile: MIXED })
+  world.endpoint.replyOnce({ kind: 'status', status: 413, body: 'Failed to buffer the request body: length limit exceeded' })
+  const response = await postJson(`${world.url}/v1/chat/completions`, { model: 'dedicated', messages: ZEPHYR_MESSAGES })
+  assert.equal(response.status, 413)
+  const body = await response.json()
+  assert.equal(body.error.code, 'upstream_payload_too_large')
+  assert.match(body.error.message, /length limit exceeded/)
+})
