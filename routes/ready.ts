@@ -9,6 +9,8 @@ const readyRoute: FastifyPluginAsyncZod = async (app) => {
       response: { 200: readinessSchema, 503: readinessSchema }
     }
   }, async (_request, reply) => {
+    // Shutting down: load balancers take the instance out before it stops answering.
+    if (app.drain.draining) return reply.code(503).header('connection', 'close').send({ status: 'draining', models: [] })
     const models = await app.catalog.refresh(app.probeTimeoutMs)
     const ready = models.every((model) => model.ready)
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not_ready', models })

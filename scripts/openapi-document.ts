@@ -18,6 +18,9 @@ export async function generateOpenApiYaml (): Promise<string> {
     upstreamTimeoutMs: 1000,
     firstTokenTimeoutMs: 1000,
     bodyLimitBytes: 1024,
+    shutdownGraceMs: 25_000,
+    streamWriteIdleTimeoutMs: 30_000,
+    requestTimeoutMs: 60_000,
     mode: 'file',
     models: []
   }

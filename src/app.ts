@@ -14,6 +14,8 @@ import { ModelCatalog } from './chat/model-catalog.js'
 import { ChatService } from './chat/chat-service.js'
 import { HubTemplateLoader } from './templates/template-source.js'
 import { createMetrics, type GatewayMetrics } from './metrics.js'
+import { DrainController, serverShuttingDown } from './operations/drain.js'
+import { toOpenAIErrorBody } from './errors.js'
 import errorHandler from './plugins/error-handler.js'
 import apiKeys from './plugins/api-keys.js'
 import services from './plugins/services.js'
@@ -53,6 +55,14 @@ export interface AppOverrides {
   readinessCacheMs?: number
   /** Monotonic clock (ms) for that reuse. */
   monotonicNow?: () => number
+  /** Shutdown sequencing (default: one with config.shutdownGraceMs). */
+  drain?: DrainController
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    drain: DrainController
+  }
 }
 
 export async function buildApp (config: Config, overrides: AppOverrides = {}): Promise<FastifyInstance> {
@@ -63,11 +73,30 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
     bodyLimit: config.bodyLimitBytes,
     // services.ts writes one access-log line per request instead of Fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
-    // Streams may run for minutes; timeouts are the upstream deadlines' job.
-    requestTimeout: 0,
-    return503OnClosing: true,
-    forceCloseConnections: true
+    // Receiving the request (headers and body) only: Node stops the timer once the
+    // request is complete, so long response streams are not cut by it.
+    requestTimeout: config.requestTimeoutMs,
+    http: {
+      // Node's default (60 s) must not exceed requestTimeout.
+      headersTimeout: Math.min(60_000, config.requestTimeoutMs),
+      // How often Node enforces those timeouts (default 30 s, too coarse for them).
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(config.requestTimeoutMs / 4)))
+    },
+    // The drain hook below answers requests during shutdown itself, in OpenAI's
+    // error shape; Fastify's own 503 would run first and in its own shape.
+    return503OnClosing: false
   }).withTypeProvider<ZodTypeProvider>()
+  const drain = overrides.drain ?? new DrainController({ graceMs: config.shutdownGraceMs })
+  app.decorate('drain', drain)
+  app.addHook('onRequest', (request, reply, done) => {
+    if (drain.draining && request.url !== '/ready') {
+      const error = serverShuttingDown()
+      void reply.code(503).headers(error.headers).send(toOpenAIErrorBody(error))
+      return
+    }
+    drain.trackResponse(reply.raw)
+    done()
+  })
 
   app.setValidatorCompiler(validatorCompiler)
   // Responses are built by our own mapping (checked against OpenAI's spec in the
@@ -118,7 +147,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   await app.register(errorHandler)
   await app.register(openapi, { version: VERSION })
   await app.register(apiKeys, { keys: config.apiKeys })
-  await app.register(services, { chatService, catalog, metrics, probeTimeoutMs: overrides.probeTimeoutMs ?? 5000, acceptClientTokens: config.apiKeys.length === 0 })
+  await app.register(services, { chatService, catalog, metrics, probeTimeoutMs: overrides.probeTimeoutMs ?? 5000, streamWriteIdleTimeoutMs: config.streamWriteIdleTimeoutMs, acceptClientTokens: config.apiKeys.length === 0 })
 
   await app.register(healthRoute)
   await app.register(readyRoute)

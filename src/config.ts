@@ -115,7 +115,10 @@ export const environmentSchema = z.object({
   GATEWAY_API_KEYS: z.string().optional(),
   UPSTREAM_TIMEOUT_MS: positiveInteger.default(300_000),
   UPSTREAM_FIRST_TOKEN_TIMEOUT_MS: positiveInteger.default(60_000),
-  BODY_LIMIT_BYTES: positiveInteger.default(8 * 1024 * 1024)
+  BODY_LIMIT_BYTES: positiveInteger.default(8 * 1024 * 1024),
+  SHUTDOWN_GRACE_MS: positiveInteger.default(25_000),
+  STREAM_WRITE_IDLE_TIMEOUT_MS: positiveInteger.default(30_000),
+  REQUEST_TIMEOUT_MS: positiveInteger.default(60_000)
 })
 
 export interface ModelConfig {
@@ -162,6 +165,12 @@ export interface Config {
   upstreamTimeoutMs: number
   firstTokenTimeoutMs: number
   bodyLimitBytes: number
+  /** After SIGTERM/SIGINT, how long in-flight requests may run before they are cancelled. */
+  shutdownGraceMs: number
+  /** A stream whose client has not taken buffered bytes for this long is dropped. */
+  streamWriteIdleTimeoutMs: number
+  /** Time to receive a whole request (headers and body); responses are not limited by it. */
+  requestTimeoutMs: number
   /**
    * `single`: TGI_URL alone; the one model's id comes from /info and any
    * requested id routes to it. `file`: the models file's entries only.
@@ -236,7 +245,10 @@ export async function loadConfig (environment: Record<string, string | undefined
     apiKeys: (env.GATEWAY_API_KEYS ?? '').split(',').map((key) => key.trim()).filter((key) => key !== ''),
     upstreamTimeoutMs: env.UPSTREAM_TIMEOUT_MS,
     firstTokenTimeoutMs: env.UPSTREAM_FIRST_TOKEN_TIMEOUT_MS,
-    bodyLimitBytes: env.BODY_LIMIT_BYTES
+    bodyLimitBytes: env.BODY_LIMIT_BYTES,
+    shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
+    streamWriteIdleTimeoutMs: env.STREAM_WRITE_IDLE_TIMEOUT_MS,
+    requestTimeoutMs: env.REQUEST_TIMEOUT_MS
   }
 
   if (env.GATEWAY_CONFIG !== undefined) {

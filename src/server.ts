@@ -1,6 +1,6 @@
 /**
  * The process entry point, and the only file that reads process.env: load the
- * config, build the app, listen, and close gracefully on SIGINT/SIGTERM.
+ * config, build the app, listen, and drain on SIGINT/SIGTERM (see src/operations/drain.ts).
  */
 import pino from 'pino'
 import { ConfigError, loadConfig } from './config.js'
@@ -30,20 +30,25 @@ async function main (): Promise<void> {
   const logger = pino({ level: config.logLevel, redact: LOG_REDACT }, destination)
   const app = await buildApp(config, { loggerInstance: logger })
   process.once('exit', () => { try { destination.flushSync() } catch {} })
-  let closing = false
-  const close = (signal: string): void => {
-    if (closing) return
-    closing = true
-    app.log.info({ signal }, 'closing')
-    const forced = setTimeout(() => process.exit(1), 10_000)
-    forced.unref()
-    app.close().then(() => process.exit(0), (error: unknown) => {
-      app.log.error({ err: error }, 'error while closing')
+  let draining = false
+  const shutdown = (signal: string): void => {
+    if (draining) {
+      // A second signal: the operator does not want to wait for the drain.
+      app.log.warn({ signal }, 'second signal; exiting without waiting for in-flight requests')
+      process.exit(1)
+    }
+    draining = true
+    app.log.info({ signal, graceMs: app.drain.graceMs }, 'draining: no new requests; in-flight ones may finish within the grace')
+    app.drain.drain({ server: app.server, close: async () => await app.close() }).then((outcome) => {
+      app.log.info(outcome, 'drained; exiting')
+      process.exit(0)
+    }, (error: unknown) => {
+      app.log.error({ err: error }, 'error while draining')
       process.exit(1)
     })
   }
-  process.once('SIGINT', () => close('SIGINT'))
-  process.once('SIGTERM', () => close('SIGTERM'))
+  process.on('SIGINT', () => shutdown('SIGINT'))
+  process.on('SIGTERM', () => shutdown('SIGTERM'))
 
   await app.listen({ port: config.port, host: config.host })
   // Warm up: probe backends and load templates now, so the first request does not pay for it.

@@ -18,6 +18,7 @@ const chatCompletionsRoute: FastifyPluginAsyncZod = async (app) => {
         404: errorBodySchema,
         413: errorBodySchema,
         429: errorBodySchema,
+        503: errorBodySchema,
         502: errorBodySchema,
         504: errorBodySchema
       }
@@ -25,7 +26,10 @@ const chatCompletionsRoute: FastifyPluginAsyncZod = async (app) => {
   }, async (request, reply) => {
     // Aborts the upstream request when the client goes away before the answer is complete.
     const controller = new AbortController()
+    // At the end of a shutdown's grace: a stream ends with an error event, a non-stream request gets a 503.
+    const releaseDrain = app.drain.onGraceExpired((reason) => controller.abort(reason))
     reply.raw.once('close', () => {
+      releaseDrain()
       if (!reply.raw.writableFinished) controller.abort(new ClientAbortError())
     })
     request.modelLabel = request.body.model
@@ -37,7 +41,7 @@ const chatCompletionsRoute: FastifyPluginAsyncZod = async (app) => {
         // Written straight to the socket, batched per event-loop turn (see sse-writer).
         reply.hijack()
         reply.raw.writeHead(200, SSE_HEADERS)
-        await writeFrames(stream.frames, reply.raw)
+        await writeFrames(stream.frames, reply.raw, { writeIdleTimeoutMs: app.streamWriteIdleTimeoutMs, signal: controller.signal })
         return reply
       }
       const completion = await app.chatService.complete(request.body, controller, context)

@@ -296,6 +296,6 @@ export const errorBodySchema = z.object({
 
 export const healthSchema = z.object({ status: z.literal('ok') })
 export const readinessSchema = z.object({
-  status: z.enum(['ready', 'not_ready']),
+  status: z.enum(['ready', 'not_ready', 'draining']),
   models: z.array(z.object({ id: z.string(), ready: z.boolean(), template: z.string(), backend: z.string() }))
 })

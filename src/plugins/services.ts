@@ -13,6 +13,8 @@ export interface Services {
   metrics: GatewayMetrics
   /** How long /ready waits for each backend probe. */
   probeTimeoutMs: number
+  /** A stream's client that takes no buffered bytes for this long is dropped. */
+  streamWriteIdleTimeoutMs: number
   /** When GATEWAY_API_KEYS is unset, a client's `Bearer hf_...` is its own Hugging Face token. */
   acceptClientTokens: boolean
 }
@@ -23,6 +25,7 @@ declare module 'fastify' {
     catalog: ModelCatalog
     metrics: GatewayMetrics
     probeTimeoutMs: number
+    streamWriteIdleTimeoutMs: number
     /** The client's own Hugging Face token, when the gateway accepts them (else undefined). */
     clientTokenOf: (request: FastifyRequest) => string | undefined
   }
@@ -37,6 +40,7 @@ export default fp(async function services (app: FastifyInstance, options: Servic
   app.decorate('catalog', options.catalog)
   app.decorate('metrics', options.metrics)
   app.decorate('probeTimeoutMs', options.probeTimeoutMs)
+  app.decorate('streamWriteIdleTimeoutMs', options.streamWriteIdleTimeoutMs)
   app.decorate('clientTokenOf', (request: FastifyRequest): string | undefined => {
     if (!options.acceptClientTokens) return undefined
     const match = /^Bearer\s+(hf_[A-Za-z0-9_-]{1,256})\s*$/i.exec(request.headers.authorization ?? '')

@@ -5,19 +5,39 @@
  * setImmediate, after the pending microtasks that produce the rest. Writing
  * each frame on its own cost a syscall per token (writev was a quarter of the
  * gateway's CPU in `npm run bench -- --cpu-prof`), except the first two frames (see
- * FLUSHED_AT_ONCE). Backpressure is honoured.
+ * FLUSHED_AT_ONCE). Backpressure is honoured, with a deadline (see drained).
  */
 import type { ServerResponse } from 'node:http'
 
-function drained (response: ServerResponse): Promise<void> {
+export interface WriteFramesOptions {
+  /**
+   * A client that leaves the socket's buffer full this long (no 'drain') is
+   * dropped: it would otherwise hold its stream and its upstream forever.
+   */
+  writeIdleTimeoutMs: number
+  /** The request's signal: when it aborts (deadline, shutdown) while the buffer is full, the response is dropped too. */
+  signal?: AbortSignal
+}
+
+/**
+ * Waits for 'drain'. Destroying the response on a timeout or an abort fires its
+ * 'close', which makes the route cancel the upstream request.
+ */
+function drained (response: ServerResponse, options: WriteFramesOptions): Promise<void> {
   return new Promise((resolve) => {
+    const drop = (): void => { response.destroy() }
+    const timer = setTimeout(drop, options.writeIdleTimeoutMs)
     const done = (): void => {
+      clearTimeout(timer)
+      options.signal?.removeEventListener('abort', drop)
       response.off('drain', done)
       response.off('close', done)
       resolve()
     }
     response.on('drain', done)
     response.on('close', done)
+    if (options.signal?.aborted === true) drop()
+    else options.signal?.addEventListener('abort', drop, { once: true })
   })
 }
 
@@ -26,7 +46,7 @@ function drained (response: ServerResponse): Promise<void> {
 // of them put the whole chunk's processing into the client's time to first token.
 const FLUSHED_AT_ONCE = 2
 
-export async function writeFrames (frames: AsyncIterable<string>, response: ServerResponse): Promise<void> {
+export async function writeFrames (frames: AsyncIterable<string>, response: ServerResponse, options: WriteFramesOptions): Promise<void> {
   let corked = false
   let written = 0
   const uncork = (): void => {
@@ -44,7 +64,7 @@ export async function writeFrames (frames: AsyncIterable<string>, response: Serv
       }
       const flowing = response.write(frame)
       if (++written === FLUSHED_AT_ONCE) uncork()
-      if (!flowing) await drained(response)
+      if (!flowing) await drained(response, options)
     }
   } finally {
     if (!response.destroyed) response.end()
