@@ -9,7 +9,7 @@
 import { fork, spawn } from 'node:child_process'
 import { createServer as createHttpServer } from 'node:http'
 import { createServer as createNetServer } from 'node:net'
-import { mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir, cpus, totalmem } from 'node:os'
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -38,7 +38,10 @@ const HELP = `usage: npm run bench -- [options]    (or: node scripts/bench/run.m
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url))
 const HERE = fileURLToPath(new URL('./', import.meta.url))
+// zephyr's real template from the corpus beside the repo (what earlier figures used); on a
+// fresh clone without it, the project's own template of the same format (test/fixtures).
 const ZEPHYR_FILE = new URL('../../../shared/chat-templates/models/HuggingFaceH4__zephyr-7b-beta.json', import.meta.url)
+const ZEPHYR_FIXTURE = new URL('../../test/fixtures/zephyr-style-tokenizer-config.json', import.meta.url)
 const MODEL = 'HuggingFaceH4/zephyr-7b-beta'
 const MESSAGES = [
   { role: 'system', content: "You're a helpful assistant" },
@@ -175,7 +178,9 @@ function freePort () {
 
 // ---------------------------------------------------------------- fake Hub (in this process; used at gateway start only)
 function startFakeHub () {
-  const zephyr = JSON.parse(readFileSync(ZEPHYR_FILE, 'utf8'))
+  const fromCorpus = existsSync(ZEPHYR_FILE)
+  if (!fromCorpus) process.stderr.write(`bench: ${fileURLToPath(ZEPHYR_FILE)} is not present (no ../shared corpus); serving the project's zephyr-format template instead\n`)
+  const zephyr = JSON.parse(readFileSync(fromCorpus ? ZEPHYR_FILE : ZEPHYR_FIXTURE, 'utf8'))
   const tokenizerConfig = JSON.stringify({ chat_template: zephyr.chat_template, bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', pad_token: '</s>' })
   const requests = []
   const server = createHttpServer((request, response) => {
