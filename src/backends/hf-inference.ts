@@ -120,7 +120,7 @@ export class HfInferenceBackend implements Backend {
   async stream (request: GenerationRequest, signal: AbortSignal): Promise<AsyncIterable<TokenDelta>> {
     const response = await this.#send(request, true, signal)
     if (response.body === null) throw this.#malformed('an empty stream')
-    return this.#deltas(response.body, signal, [this.#options.token, request.clientToken, ...this.#options.redact ?? []])
+    return this.#deltas(response.body, signal, this.#secrets(request.clientToken))
   }
 
   async * #deltas (body: ReadableStream<Uint8Array>, signal: AbortSignal, secrets: ReadonlyArray<string | undefined>): AsyncGenerator<TokenDelta> {
@@ -220,7 +220,7 @@ export class HfInferenceBackend implements Backend {
       const body = await readErrorBody(response)
       if (response.status === 503) {
         const estimated = isRecord(body) && typeof body.estimated_time === 'number' ? body.estimated_time * 1000 : undefined
-        await this.#waitBeforeRetry(attempt++, estimated, deadline, signal, upstreamMessage(body, [this.#options.token, clientToken, ...this.#options.redact ?? []]))
+        await this.#waitBeforeRetry(attempt++, estimated, deadline, signal, upstreamMessage(body, this.#secrets(clientToken)))
         continue
       }
       throw this.#statusError(response, body, clientToken)
@@ -239,8 +239,13 @@ export class HfInferenceBackend implements Backend {
     await this.#sleep(wait, signal)
   }
 
+  /** What is stripped from this request's upstream text: the gateway's tokens and the client's own. */
+  #secrets (clientToken: string | undefined): Array<string | undefined> {
+    return [this.#options.token, clientToken, ...this.#options.redact ?? []]
+  }
+
   #statusError (response: Response, body: unknown, clientToken: string | undefined): UpstreamError {
-    const message = upstreamMessage(body, [this.#options.token, clientToken, ...this.#options.redact ?? []])
+    const message = upstreamMessage(body, this.#secrets(clientToken))
     const label = this.#options.modelLabel
     switch (response.status) {
       case 400: case 422:

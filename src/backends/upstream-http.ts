@@ -87,11 +87,7 @@ export function requestText (dispatcher: Dispatcher, request: UpstreamTextReques
         headers = responseHeaders
       },
       onResponseData (_controller, chunk) {
-        // An error body only feeds a message: past MAX_ERROR_BODY it is discarded, not buffered.
-        if (statusCode !== 200) {
-          if (size >= MAX_ERROR_BODY) return
-          if (size + chunk.length > MAX_ERROR_BODY) chunk = chunk.subarray(0, MAX_ERROR_BODY - size)
-        }
+        if (statusCode !== 200) chunk = errorBodyPart(chunk, size)
         size += chunk.length
         chunks.push(chunk)
       },
@@ -116,6 +112,15 @@ function dispatch (dispatcher: Dispatcher, request: UpstreamTextRequest, handler
   } catch (error) {
     refused(new UpstreamTransportError(error, false))
   }
+}
+
+/**
+ * The part of an error body's chunk that is kept, given how much is kept
+ * already: an error body only feeds a message, so past MAX_ERROR_BODY it is
+ * discarded, not buffered.
+ */
+function errorBodyPart (chunk: Buffer, kept: number): Buffer {
+  return kept + chunk.length <= MAX_ERROR_BODY ? chunk : chunk.subarray(0, Math.max(0, MAX_ERROR_BODY - kept))
 }
 
 /** A base URL split for dispatch(): its origin, and its path without a trailing slash. */
@@ -313,9 +318,8 @@ export function openEventStream<T> (dispatcher: Dispatcher, request: UpstreamTex
             return
           }
           accept(events)
-        } else if (errorSize < MAX_ERROR_BODY) {
-          // An error body only feeds a message: past MAX_ERROR_BODY it is discarded, not buffered.
-          const part = errorSize + chunk.length > MAX_ERROR_BODY ? chunk.subarray(0, MAX_ERROR_BODY - errorSize) : chunk
+        } else {
+          const part = errorBodyPart(chunk, errorSize)
           errorSize += part.length
           chunks.push(part)
         }

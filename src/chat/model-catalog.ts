@@ -95,7 +95,7 @@ export class ModelEntry {
    * unauthenticated `GET /ready` flood must not become an upstream probe flood.
    */
   checkReadiness (timeoutMs: number): Promise<ModelStatus> {
-    const now = this.#options.monotonicNow ?? performance.now.bind(performance)
+    const now = this.#options.monotonicNow ?? monotonicNow
     if (this.#readiness !== undefined && now() - this.#readinessCheckedAt < (this.#options.readinessCacheMs ?? 2000)) return this.#readiness
     this.#readinessCheckedAt = now()
     this.#readiness = (async () => {
@@ -196,6 +196,10 @@ export class ModelEntry {
 
 export const UNKNOWN_MODEL_LABEL = 'unknown'
 
+function monotonicNow (): number {
+  return performance.now()
+}
+
 /** Zero-config mode keeps at most this many models (least recently used go first). */
 const MAX_SERVERLESS_MODELS = 256
 
@@ -280,9 +284,8 @@ export class ModelCatalog {
     if (requested === undefined) return ''
     if (this.#mode === 'single') return this.#entries[0]?.id ?? UNKNOWN_MODEL_LABEL
     if (this.#mode === 'hub') return this.#serverless.has(requested) ? requested : UNKNOWN_MODEL_LABEL
-    const entry = this.#byId.get(requested)
-    if (entry !== undefined) return entry.id
-    return this.#entries.some((candidate) => candidate.id === requested) ? requested : UNKNOWN_MODEL_LABEL
+    // A models file's ids are the ids clients see (only single-model mode discovers one).
+    return this.#byId.has(requested) ? requested : UNKNOWN_MODEL_LABEL
   }
 }
 

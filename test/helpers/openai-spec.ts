@@ -50,18 +50,28 @@ function noExtraKeys (node: unknown): any {
   return converted
 }
 const ownAjv = new Ajv2020({ strict: false, allErrors: true, validateFormats: false })
-const OWN_SCHEMAS: Record<OpenAISchemaName, () => (value: unknown) => string | undefined> = {
-  CreateChatCompletionResponse: () => strict(chatCompletionSchema),
-  CreateChatCompletionStreamResponse: () => strict(chatCompletionChunkSchema),
-  ListModelsResponse: () => strict(modelListSchema),
-  Model: () => strict(modelObjectSchema),
-  ErrorResponse: () => strict(errorBodySchema)
+const OWN_SCHEMAS: Record<OpenAISchemaName, z.ZodType> = {
+  CreateChatCompletionResponse: chatCompletionSchema,
+  CreateChatCompletionStreamResponse: chatCompletionChunkSchema,
+  ListModelsResponse: modelListSchema,
+  Model: modelObjectSchema,
+  ErrorResponse: errorBodySchema
+}
+/** Compiled on first use, once per schema. */
+const ownValidators = new Map<OpenAISchemaName, (value: unknown) => string | undefined>()
+function ownValidator (name: OpenAISchemaName): (value: unknown) => string | undefined {
+  let validate = ownValidators.get(name)
+  if (validate === undefined) {
+    validate = strict(OWN_SCHEMAS[name])
+    ownValidators.set(name, validate)
+  }
+  return validate
 }
 
 /** Throws with ajv's errors when `value` does not match the named OpenAI schema. */
 export function assertMatchesOpenAI (name: OpenAISchemaName, value: unknown): void {
   if (!HAS_OPENAI_SPEC) {
-    const problem = OWN_SCHEMAS[name]()(value)
+    const problem = ownValidator(name)(value)
     if (problem !== undefined) throw new Error(`does not match the gateway's own ${name} schema (OpenAI's spec is not present): ${problem}\n${JSON.stringify(value)}`)
     return
   }
