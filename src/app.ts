@@ -7,7 +7,9 @@ import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import type { Dispatcher } from 'undici'
 import { serverlessModelConfig, type Config, type ModelConfig } from './config.js'
-import type { Backend } from './backends/backend.js'
+import type { Backend, EngineKind } from './backends/backend.js'
+import { CompletionsBackend } from './backends/completions.js'
+import { DetectedBackend } from './backends/engine-detection.js'
 import { TgiBackend } from './backends/tgi.js'
 import { HfInferenceBackend, serverlessEndpointUrl } from './backends/hf-inference.js'
 import { ModelCatalog } from './chat/model-catalog.js'
@@ -114,14 +116,19 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   // Every configured token is stripped from upstream text, whichever model's it is.
   const secrets = [config.hfToken, ...config.models.flatMap((model) => [model.upstreamToken, model.hubToken])].filter((token): token is string => token !== undefined)
   const createBackend = overrides.createBackend ?? ((model: ModelConfig): Backend => {
+    const common = { token: model.upstreamToken, dispatcher: overrides.dispatcher, modelLabel: model.id, connectTimeoutMs: model.firstTokenTimeoutMs, redact: secrets }
+    const engineBackend = (engine: EngineKind): Backend => engine === 'tgi'
+      ? new TgiBackend({ ...common, baseUrl: model.url })
+      : new CompletionsBackend({ ...common, baseUrl: model.url, engine, servedModel: model.servedModel })
     switch (model.backend) {
-      case 'tgi':
-        return new TgiBackend({ baseUrl: model.url, token: model.upstreamToken, dispatcher: overrides.dispatcher, modelLabel: model.id, connectTimeoutMs: model.firstTokenTimeoutMs, redact: secrets })
-      case 'endpoint':
+      case 'tgi': case 'vllm': case 'sglang': case 'llamacpp':
+        return engineBackend(model.backend)
+      case 'completions': case 'endpoint':
+        return new DetectedBackend(model.backend, { ...common, baseUrl: model.url, secrets }, engineBackend)
       case 'hub':
         return new HfInferenceBackend({
-          kind: model.backend,
-          endpointUrl: model.backend === 'hub' ? serverlessEndpointUrl(model.url, model.repo ?? model.id) : model.url,
+          kind: 'hub',
+          endpointUrl: serverlessEndpointUrl(model.url, model.repo ?? model.id),
           repo: model.repo,
           token: model.upstreamToken,
           coldStartBudgetMs: model.firstTokenTimeoutMs,
@@ -136,6 +143,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
     models: config.models,
     createBackend,
     createServerlessModel: (repo) => serverlessModelConfig(config, repo),
+    probeTimeoutMs: overrides.probeTimeoutMs,
     templateLoader,
     logger: app.log,
     now: overrides.now,

@@ -9,6 +9,7 @@ import { homedir } from 'node:os'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
 import { TOOL_CALL_PARSER_NAMES } from './chat/tool-calls/index.js'
+import { DIALECTS, EXTRA_PARAMETER_NAMES, type ExtraParameter } from './backends/completions-dialects.js'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
@@ -20,6 +21,7 @@ export const generationDefaultsSchema = z.strictObject({
   temperature: z.number().min(0).max(2).optional(),
   top_p: z.number().gt(0).max(1).optional(),
   top_k: z.number().int().positive().optional(),
+  min_p: z.number().min(0).max(1).optional(),
   repetition_penalty: z.number().positive().optional(),
   frequency_penalty: z.number().min(-2).max(2).optional(),
   typical_p: z.number().gt(0).lt(1).optional(),
@@ -50,11 +52,23 @@ export const tgiModelEntrySchema = z.strictObject({
   url: httpUrl
 })
 
-/** A dedicated Inference Endpoint: TGI behind a bearer token, reached through @huggingface/inference. */
+/** The name the engine serves the model under (the body's `model`); default: the one id in {url}/v1/models. */
+const servedModel = z.string().min(1).max(256).optional()
+
+/** An OpenAI-style /v1/completions engine, named (vllm, sglang, llamacpp) or detected (completions). */
+export const completionsModelEntrySchema = z.strictObject({
+  ...modelEntryBase,
+  backend: z.enum(['vllm', 'sglang', 'llamacpp', 'completions']),
+  url: httpUrl,
+  served_model: servedModel
+})
+
+/** A dedicated Inference Endpoint: its engine (TGI, vLLM, SGLang, llama.cpp) is detected; HF_TOKEN is its default token. */
 export const endpointModelEntrySchema = z.strictObject({
   ...modelEntryBase,
   backend: z.literal('endpoint'),
-  url: httpUrl
+  url: httpUrl,
+  served_model: servedModel
 })
 
 /** The Hub's serverless inference (hf-inference provider) for `model`. */
@@ -65,23 +79,36 @@ export const hubModelEntrySchema = z.strictObject({
 })
 
 /**
- * Sampling fields the OpenAI-style /v1/completions route (used for endpoint and
- * hub models) does not take; TGI's native routes do.
+ * Sampling fields the Hub's OpenAI-style /v1/completions route does not take;
+ * TGI's native routes do. (The engines' own tables are in completions-dialects.ts.)
  */
-export const NATIVE_ONLY_PARAMETERS = ['top_k', 'typical_p', 'truncate'] as const
+export const NATIVE_ONLY_PARAMETERS = ['top_k', 'typical_p', 'truncate', 'min_p'] as const
 
-export const BACKENDS = ['tgi', 'endpoint', 'hub'] as const
+export const BACKENDS = ['tgi', 'vllm', 'sglang', 'llamacpp', 'completions', 'endpoint', 'hub'] as const
 export type BackendKind = typeof BACKENDS[number]
 
-export const modelEntrySchema = z.discriminatedUnion('backend', [tgiModelEntrySchema, endpointModelEntrySchema, hubModelEntrySchema])
+/** Defaults an engine has no field for, refused at start-up (detected engines are checked per request). */
+function unsupportedDefaults (backend: BackendKind): readonly string[] {
+  switch (backend) {
+    case 'tgi': return ['min_p']
+    case 'hub': return NATIVE_ONLY_PARAMETERS
+    case 'vllm': case 'sglang': case 'llamacpp': {
+      const fields = DIALECTS[backend].fields
+      return (Object.keys(EXTRA_PARAMETER_NAMES) as ExtraParameter[]).filter((name) => fields[name] === undefined).map((name) => EXTRA_PARAMETER_NAMES[name])
+    }
+    default: return []
+  }
+}
+
+export const modelEntrySchema = z.discriminatedUnion('backend', [tgiModelEntrySchema, completionsModelEntrySchema, endpointModelEntrySchema, hubModelEntrySchema])
   .refine((entry) => !(entry.chat_template !== undefined && entry.chat_template_file !== undefined), {
     message: 'set chat_template or chat_template_file, not both', path: ['chat_template']
   })
   .superRefine((entry, context) => {
-    if (entry.backend === 'tgi' || entry.defaults === undefined) return
-    for (const name of NATIVE_ONLY_PARAMETERS) {
-      if (entry.defaults[name] !== undefined) {
-        context.addIssue({ code: 'custom', message: `'${name}' is not supported by the ${entry.backend} backend (OpenAI-style /v1/completions)`, path: ['defaults', name] })
+    if (entry.defaults === undefined) return
+    for (const name of unsupportedDefaults(entry.backend)) {
+      if ((entry.defaults as Record<string, unknown>)[name] !== undefined) {
+        context.addIssue({ code: 'custom', message: `'${name}' is not supported by the ${entry.backend} backend`, path: ['defaults', name] })
       }
     }
   })
@@ -111,6 +138,8 @@ export const environmentSchema = z.object({
   HF_HOME: z.string().min(1).optional(),
   HF_INFERENCE_ENDPOINT: httpUrl.default('https://router.huggingface.co'),
   TGI_URL: httpUrl.optional(),
+  INFERENCE_SERVER_URL: httpUrl.optional(),
+  INFERENCE_SERVER_TOKEN: z.string().min(1).optional(),
   GATEWAY_CONFIG: z.string().min(1).optional(),
   GATEWAY_API_KEYS: z.string().optional(),
   UPSTREAM_TIMEOUT_MS: positiveInteger.default(300_000),
@@ -129,14 +158,17 @@ export interface ModelConfig {
    * hf-inference provider path is appended to ({HF_INFERENCE_ENDPOINT}/hf-inference/models/{repo}).
    */
   url: string
-  /** Hub repo id the chat template comes from; undefined until a tgi/endpoint server's /info names it. */
+  /** Hub repo id the chat template comes from; undefined until the engine names its model. */
   repo?: string
+  /** The `model` the engine serves (models-file `served_model`); default: the one id in /v1/models. */
+  servedModel?: string
   /** Token for Hub reads: the entry's `token`, else HF_TOKEN. */
   hubToken?: string
   /**
-   * Token sent to the model server. tgi: only the entry's own `token` (HF_TOKEN is
-   * never sent to a plain TGI URL, which may be anyone's server); endpoint and
-   * hub (Hugging Face hosted): the entry's `token`, else HF_TOKEN.
+   * Token sent to the model server. tgi, vllm, sglang, llamacpp, completions: only
+   * the entry's own `token` (HF_TOKEN is never sent to a plain engine URL, which
+   * may be anyone's server); endpoint and hub (Hugging Face hosted): the entry's
+   * `token`, else HF_TOKEN.
    */
   upstreamToken?: string
   /** bos_token, eos_token, ... overriding (or, offline, replacing) the Hub's tokenizer_config. */
@@ -172,8 +204,8 @@ export interface Config {
   /** Time to receive a whole request (headers and body); responses are not limited by it. */
   requestTimeoutMs: number
   /**
-   * `single`: TGI_URL alone; the one model's id comes from /info and any
-   * requested id routes to it. `file`: the models file's entries only.
+   * `single`: INFERENCE_SERVER_URL or TGI_URL alone; the one model's id comes
+   * from the engine and any requested id routes to it. `file`: the models file's entries only.
    * `hub`: zero-config; every requested Hub repo id is served serverless.
    */
   mode: 'single' | 'file' | 'hub'
@@ -260,7 +292,8 @@ export async function loadConfig (environment: Record<string, string | undefined
       url: entry.backend === 'hub' ? env.HF_INFERENCE_ENDPOINT : entry.url,
       repo: entry.model,
       hubToken: entry.token ?? hfToken,
-      upstreamToken: entry.backend === 'tgi' ? entry.token : entry.token ?? hfToken,
+      servedModel: 'served_model' in entry ? entry.served_model : undefined,
+      upstreamToken: entry.backend === 'endpoint' || entry.backend === 'hub' ? entry.token ?? hfToken : entry.token,
       specialTokens: entry.special_tokens,
       toolParser: entry.tool_parser,
       chatTemplate: entry.chat_template,
@@ -272,6 +305,24 @@ export async function loadConfig (environment: Record<string, string | undefined
       firstTokenTimeoutMs: entry.first_token_timeout_ms ?? env.UPSTREAM_FIRST_TOKEN_TIMEOUT_MS
     }))
     return deepFreeze({ ...base, mode: 'file', models })
+  }
+  if (env.INFERENCE_SERVER_URL !== undefined) {
+    // An Inference Endpoint is Hugging Face hosted: HF_TOKEN is its token. Any other URL gets INFERENCE_SERVER_TOKEN only.
+    const endpoint = isInferenceEndpointUrl(env.INFERENCE_SERVER_URL)
+    return deepFreeze({
+      ...base,
+      mode: 'single',
+      models: [{
+        id: 'default',
+        backend: endpoint ? 'endpoint' : 'completions',
+        url: env.INFERENCE_SERVER_URL,
+        hubToken: hfToken,
+        upstreamToken: env.INFERENCE_SERVER_TOKEN ?? (endpoint ? hfToken : undefined),
+        defaults: {},
+        timeoutMs: env.UPSTREAM_TIMEOUT_MS,
+        firstTokenTimeoutMs: env.UPSTREAM_FIRST_TOKEN_TIMEOUT_MS
+      }]
+    })
   }
   if (env.TGI_URL !== undefined) {
     return deepFreeze({
@@ -290,6 +341,11 @@ export async function loadConfig (environment: Record<string, string | undefined
   }
   // Zero-config: every requested Hub repo id is served by the serverless API.
   return deepFreeze({ ...base, mode: 'hub', models: [] })
+}
+
+/** Dedicated Inference Endpoints live under *.endpoints.huggingface.cloud. */
+export function isInferenceEndpointUrl (url: string): boolean {
+  return /\.endpoints\.huggingface\.cloud$/i.test(new URL(url).hostname)
 }
 
 /** The models-file-equivalent entry zero-config mode makes for a requested Hub repo id. */

@@ -4,6 +4,7 @@
  * that cancels the upstream request (client gone, timeout, or a stop sequence the
  * gateway applied itself).
  */
+import type { StructuredOutput } from './structured-output.js'
 
 export interface GenerationParameters {
   maxNewTokens?: number
@@ -18,8 +19,10 @@ export interface GenerationParameters {
   repetitionPenalty?: number
   typicalP?: number
   truncate?: number
-  /** Constrained generation (TGI's `grammar`); only for backends with supportsGrammar. */
-  grammar?: { type: 'json', value: Record<string, unknown> } | { type: 'regex', value: string }
+  /** min_p (vLLM, SGLang, llama.cpp). */
+  minP?: number
+  /** Constrained generation; only for backends with supportsGrammar (each maps it to its engine's field). */
+  structuredOutput?: StructuredOutput
   /** Stop sequences the upstream should apply itself (already capped to its limit). */
   stop: string[]
 }
@@ -78,12 +81,34 @@ export function isBufferedTokenStream (stream: AsyncIterator<TokenDelta>): strea
   return typeof (stream as Partial<BufferedTokenStream>).takeBuffered === 'function'
 }
 
+export type EngineKind = 'tgi' | 'vllm' | 'sglang' | 'llamacpp' | 'openai'
+
 export interface BackendInfo {
-  /** The model the upstream serves, when it says (TGI /info `model_id`). */
+  /** The engine that answered (detected, or as configured). */
+  engine?: EngineKind
+  /** The model the upstream serves, when it says (TGI /info `model_id`, vLLM/SGLang the model path, llama.cpp the GGUF path). */
   modelId?: string
+  /** What the engine loaded (vLLM `root`, SGLang `model_path`, llama.cpp `model_path`). */
+  modelPath?: string
+  /** The `model` name sent in /v1/completions bodies. */
+  servedModel?: string
   /** How many stop sequences the upstream accepts (TGI /info `max_stop_sequences`). */
   maxStopSequences?: number
+  /** Context length in tokens (vLLM max_model_len, llama.cpp n_ctx). */
+  contextLength?: number
+  /** The chat template the engine itself holds (llama.cpp: the GGUF's). */
+  chatTemplate?: string
+  /** bos/eos token texts the engine reports (llama.cpp /props). */
+  specialTokens?: Record<string, string>
 }
+
+/**
+ * How the engine tokenises a string prompt: `verbatim` adds no special tokens
+ * (vLLM with add_special_tokens false); `tokenizer-default` adds what its
+ * tokenizer adds (BOS, for Llama, Mistral, Gemma: TGI, SGLang, llama.cpp);
+ * `unknown`: a route that cannot be asked.
+ */
+export type PromptSpecialTokens = 'verbatim' | 'tokenizer-default' | 'unknown'
 
 export interface Backend {
   readonly kind: string
@@ -102,4 +127,8 @@ export interface Backend {
   countTokens? (prompt: string, signal: AbortSignal): Promise<number>
   /** Checks the upstream answers and returns what it says about itself. */
   probe (signal: AbortSignal): Promise<BackendInfo>
+  /** How the upstream tokenises a string prompt (default `unknown`). */
+  readonly promptSpecialTokens?: PromptSpecialTokens
+  /** Asks the engine's tokenizer whether it adds BOS to a string prompt; undefined when it cannot say. */
+  addsBos? (bosToken: string, signal: AbortSignal): Promise<boolean | undefined>
 }

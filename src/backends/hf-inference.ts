@@ -43,7 +43,7 @@ export interface HfInferenceBackendOptions {
 }
 
 /** Parameters the OpenAI-style route has no field for (TGI's native routes do). */
-const UNSUPPORTED: Array<[keyof GenerationParameters, string]> = [['topK', 'top_k'], ['typicalP', 'typical_p'], ['truncate', 'truncate']]
+const UNSUPPORTED: Array<[keyof GenerationParameters, string]> = [['topK', 'top_k'], ['typicalP', 'typical_p'], ['truncate', 'truncate'], ['minP', 'min_p']]
 const MAX_BACKOFF_MS = 10_000
 const FIRST_BACKOFF_MS = 500
 

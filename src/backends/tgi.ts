@@ -13,7 +13,8 @@
  */
 import { Agent, type Dispatcher } from 'undici'
 import type { Backend, BackendInfo, GenerationParameters, GenerationRequest, GenerationResult, TokenDelta, UpstreamFinishReason } from './backend.js'
-import { UpstreamError, upstreamTimeout, upstreamUnreachable } from '../errors.js'
+import { tgiGrammar } from './tgi-grammar.js'
+import { invalidRequest, UpstreamError, upstreamTimeout, upstreamUnreachable } from '../errors.js'
 import { isRecord, malformedReply, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamPayloadTooLarge, upstreamRejected, upstreamReplyBroken, upstreamStreamBroken } from './upstream-replies.js'
 import { openEventStream, requestText, splitBaseUrl, UpstreamTransportError, type UpstreamEventReply, type UpstreamTextReply } from './upstream-http.js'
 
@@ -55,6 +56,8 @@ const FINISH_REASONS = new Set<string>(['length', 'eos_token', 'stop_sequence'])
 export class TgiBackend implements Backend {
   readonly kind = 'tgi'
   readonly supportsGrammar = true
+  // /generate always tokenises with add_special_tokens (a field TGI does not let clients set).
+  readonly promptSpecialTokens = 'tokenizer-default' as const
   readonly description: string
   readonly #baseUrl: string
   readonly #origin: string
@@ -147,12 +150,29 @@ export class TgiBackend implements Backend {
     return body.length
   }
 
+  /**
+   * Whether TGI's tokenizer adds BOS to a string prompt: /tokenize (which, like
+   * /generate, adds special tokens) turns the BOS text alone into two equal
+   * ids when it does, one when it does not.
+   */
+  async addsBos (bosToken: string, signal: AbortSignal): Promise<boolean | undefined> {
+    const response = await this.#send('POST', '/tokenize', signal, JSON.stringify({ inputs: bosToken })).catch(() => undefined)
+    if (response?.statusCode !== 200) return undefined
+    const body = parseBody(response.text)
+    if (!Array.isArray(body) || !body.every((token) => isRecord(token) && typeof token.id === 'number')) return undefined
+    const ids = (body as Array<{ id: number }>).map((token) => token.id)
+    if (ids.length === 1) return false
+    if (ids.length === 2 && ids[0] === ids[1]) return true
+    return undefined
+  }
+
   async probe (signal: AbortSignal): Promise<BackendInfo> {
     const response = await this.#send('GET', '/info', signal)
     const body = parseBody(response.text)
     if (response.statusCode !== 200) throw tgiError(response.statusCode, body, response.headers, this.#modelLabel, this.#secrets)
     if (!isRecord(body)) throw malformedReply(this.#modelLabel, '/info is not an object')
     return {
+      engine: 'tgi',
       modelId: typeof body.model_id === 'string' ? body.model_id : undefined,
       maxStopSequences: typeof body.max_stop_sequences === 'number' ? body.max_stop_sequences : undefined
     }
@@ -178,6 +198,7 @@ function notConnected (baseUrl: string, cause: unknown): UpstreamError {
 
 /** TGI's GenerateParameters; undefined fields are dropped by JSON.stringify. */
 export function toTgiParameters (parameters: GenerationParameters): Record<string, unknown> {
+  if (parameters.minP !== undefined) throw invalidRequest("'min_p' is not supported by the tgi engine (its GenerateParameters have no such field)", 'min_p', 'unsupported_parameter')
   return {
     max_new_tokens: parameters.maxNewTokens,
     temperature: parameters.temperature,
@@ -190,7 +211,7 @@ export function toTgiParameters (parameters: GenerationParameters): Record<strin
     typical_p: parameters.typicalP,
     truncate: parameters.truncate,
     stop: parameters.stop.length > 0 ? parameters.stop : undefined,
-    grammar: parameters.grammar,
+    grammar: parameters.structuredOutput === undefined ? undefined : tgiGrammar(parameters.structuredOutput),
     details: true
   }
 }

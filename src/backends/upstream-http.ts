@@ -137,8 +137,13 @@ export interface DecodedEvent<T> {
 }
 
 export interface EventStreamOptions<T> {
-  /** Maps one event's `data`; throws to fail the stream (an upstream error event). */
-  decode: (data: string) => DecodedEvent<T>
+  /** Maps one event's `data` (undefined: an event with nothing for the reader); throws to fail the stream (an upstream error event). */
+  decode: (data: string) => DecodedEvent<T> | undefined
+  /**
+   * Maps an `error:` field line (llama.cpp's in-stream error, followed by
+   * `data: [DONE]`) to the stream's failure; without it such lines are ignored.
+   */
+  errorField?: (text: string) => unknown
   /** The error for a connection that broke after the headers. */
   broken: (cause?: unknown) => unknown
   /** The error for a stream the SSE decoder refused (a line or event over its limit). */
@@ -183,7 +188,7 @@ export function openEventStream<T> (dispatcher: Dispatcher, request: UpstreamTex
     const chunks: Buffer[] = []
     let errorSize = 0
     // 200 replies: the event queue and its one waiting reader.
-    const parser = new ServerSentEventParser()
+    const parser = new ServerSentEventParser(undefined, options.errorField !== undefined)
     const queue: T[] = []
     let head = 0
     let finished = false
@@ -242,18 +247,20 @@ export function openEventStream<T> (dispatcher: Dispatcher, request: UpstreamTex
       detach()
       wake()
     }
-    const accept = (events: string[]): void => {
+    const accept = (events: Array<string | { error: string }>): void => {
       for (const data of events) {
         if (finished || failure !== undefined) return
-        let decoded: DecodedEvent<T>
+        let decoded: DecodedEvent<T> | undefined
         try {
-          decoded = options.decode(data)
+          decoded = typeof data === 'string' ? options.decode(data) : undefined
+          if (typeof data !== 'string') throw options.errorField!(data.error)
         } catch (error) {
           // Failed first: aborting calls onResponseError at once, which would fail it as "broken".
           fail(error)
           controller?.abort(error as Error)
           return
         }
+        if (decoded === undefined) continue
         queue.push(decoded.value)
         if (decoded.last) {
           // Nothing after the last event matters; the upstream ends the reply itself.
@@ -307,7 +314,7 @@ export function openEventStream<T> (dispatcher: Dispatcher, request: UpstreamTex
       },
       onResponseData (_controller, chunk) {
         if (statusCode === 200) {
-          let events: string[]
+          let events: Array<string | { error: string }>
           try {
             events = parser.push(chunk)
           } catch (error) {

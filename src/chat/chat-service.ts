@@ -4,13 +4,14 @@
  */
 import { randomUUID } from 'node:crypto'
 import { isBufferedTokenStream, type Backend, type GenerationEnd, type GenerationRequest, type TokenDelta, type UpstreamFinishReason } from '../backends/backend.js'
-import type { ChatCompletion, ChatCompletionRequest, ChatRenderRequest, FinishReason, Usage } from '../openai/schemas.js'
+import type { ChatCompletion, ChatCompletionRequest, ChatRenderRequest, FinishReason, PromptTokens, Usage } from '../openai/schemas.js'
 import type { GatewayMetrics } from '../metrics.js'
 import type { ModelCatalog, ModelEntry } from './model-catalog.js'
 import { asCompletionFields, toTemplateMessages, type TemplateMessage } from './messages.js'
 import type { ChatTemplate } from '../templates/chat-template.js'
 import { withoutPythonFloats } from '../templates/python-json.js'
 import { planGeneration } from './generation-parameters.js'
+import { describePromptTokens, promptAsSent } from './prompt-tokens.js'
 import { planTools, withGenericToolPrompt, type ToolPlan } from './tool-planning.js'
 import { AnswerStream, parseAnswer, type AnswerEvent, type AnswerPlan } from './answer-parser.js'
 import { detectReasoning } from './tool-calls/index.js'
@@ -32,6 +33,8 @@ export interface ChatServiceOptions {
   logger: ChatServiceLogger
   /** Milliseconds since the epoch; injectable for tests. */
   clock?: () => number
+  /** How long /v1/chat/render waits for the engine to say how it tokenises (default 5000 ms). */
+  renderProbeTimeoutMs?: number
 }
 
 /** Per-request facts from the HTTP layer. */
@@ -107,8 +110,10 @@ export class ChatService {
   readonly #metrics: GatewayMetrics | undefined
   readonly #logger: ChatServiceLogger
   readonly #clock: () => number
+  readonly #renderProbeTimeoutMs: number
 
   constructor (options: ChatServiceOptions) {
+    this.#renderProbeTimeoutMs = options.renderProbeTimeoutMs ?? 5000
     this.#catalog = options.catalog
     this.#metrics = options.metrics
     this.#logger = options.logger
@@ -121,7 +126,7 @@ export class ChatService {
    * apply_chat_template); with `openai_normalization` they are validated and
    * normalised as /v1/chat/completions does, giving the prompt it would send.
    */
-  async render (request: ChatRenderRequest, context: RequestContext = {}): Promise<{ model: string, prompt: string }> {
+  async render (request: ChatRenderRequest, context: RequestContext = {}): Promise<{ model: string, prompt: string, sent_prompt?: string, prompt_tokens?: PromptTokens }> {
     const entry = this.#catalog.resolve(request.model)
     const templateName = aliased(request.chat_template_name, request.template_name, 'chat_template_name', 'template_name')
     const kwargs = aliased(request.chat_template_kwargs, request.kwargs, 'chat_template_kwargs', 'kwargs')
@@ -134,8 +139,12 @@ export class ChatService {
       const template = await entry.template(context.clientToken)
       prompt = renderTemplate(template, { ...request, chat_template_kwargs: kwargs, templateName })
     }
-    // After rendering: in single-model mode the id is known once TGI named its model.
-    return { model: entry.id, prompt }
+    // The engine's BOS handling, when the engine can be reached; the render itself needs only the template.
+    const template = await entry.template(context.clientToken)
+    const policy = await Promise.resolve(entry.promptPolicy(template, AbortSignal.timeout(this.#renderProbeTimeoutMs))).catch(() => undefined)
+    // After rendering: in single-model mode the id is known once the engine named its model.
+    if (policy === undefined) return { model: entry.id, prompt }
+    return { model: entry.id, prompt, sent_prompt: promptAsSent(policy, prompt), prompt_tokens: describePromptTokens(policy, prompt) }
   }
 
   /** OpenAI messages, normalised for the template that will render them (its content format). */
@@ -185,10 +194,12 @@ export class ChatService {
       supportsGrammar: entry.backend.supportsGrammar,
       backendKind: entry.backend.kind
     })
-    const prompt = await this.#renderPrompt(entry, request, context, tools, template)
+    const rendered = await this.#renderPrompt(entry, request, context, tools, template)
+    const policy = entry.cachedPromptPolicy ?? await entry.promptPolicy(template, AbortSignal.timeout(entry.config.firstTokenTimeoutMs))
+    const prompt = promptAsSent(policy, rendered)
     const plan = planGeneration(request, entry.config.defaults, entry.maxStopSequences)
-    if (tools.grammar !== undefined) plan.parameters.grammar = tools.grammar
-    const reasoning = reasoningOf(template, prompt)
+    if (tools.grammar !== undefined) plan.parameters.structuredOutput = tools.grammar
+    const reasoning = reasoningOf(template, rendered)
     return {
       entry,
       generation: { prompt, parameters: plan.parameters, clientToken: context.clientToken },

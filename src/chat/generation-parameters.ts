@@ -40,6 +40,7 @@ export function planGeneration (request: ChatCompletionRequest, defaults: Genera
       // TGI requires top_p < 1; 1 means "no nucleus filtering", so leave it out.
       topP: topP === undefined || topP >= 1 || greedy ? undefined : topP,
       topK: greedy ? undefined : pick(request.top_k, defaults.top_k),
+      minP: greedy ? undefined : pick(request.min_p, defaults.min_p),
       seed: pick(request.seed, defaults.seed),
       frequencyPenalty: pick(request.frequency_penalty, defaults.frequency_penalty),
       repetitionPenalty: pick(request.repetition_penalty, defaults.repetition_penalty),

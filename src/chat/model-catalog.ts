@@ -7,6 +7,7 @@
 import type { Backend, BackendInfo } from '../backends/backend.js'
 import type { ModelConfig } from '../config.js'
 import { ChatTemplate, type SpecialTokens } from '../templates/chat-template.js'
+import type { PromptPolicy } from './prompt-tokens.js'
 import { isValidRepoId, loadTemplateFile, SPECIAL_TOKEN_NAMES, type HubTemplateLoader } from '../templates/template-source.js'
 import { ServiceError, TemplateLoadError, modelNotFound } from '../errors.js'
 
@@ -40,6 +41,7 @@ export interface ModelStatus {
   ready: boolean
   template: string
   backend: string
+  engine?: string
 }
 
 export class ModelEntry {
@@ -56,6 +58,10 @@ export class ModelEntry {
   #templateOrigin = 'not loaded'
   #readiness: Promise<ModelStatus> | undefined
   #readinessCheckedAt = -Infinity
+  /** tokenizer_config's add_bos_token, when the template came from the Hub and it says. */
+  #addBosToken: boolean | undefined
+  #promptPolicy: PromptPolicy | undefined
+  #promptPolicyLoading: Promise<PromptPolicy> | undefined
 
   constructor (config: ModelConfig, options: ModelCatalogOptions) {
     this.config = config
@@ -70,8 +76,16 @@ export class ModelEntry {
   }
 
   /** The OpenAI `model` object for /v1/models. */
-  get modelObject (): { id: string, object: 'model', created: number, owned_by: string } {
-    return { id: this.id, object: 'model', created: 0, owned_by: ownerOf(this.#repo ?? this.id) }
+  get modelObject (): { id: string, object: 'model', created: number, owned_by: string, engine?: string } {
+    const object: { id: string, object: 'model', created: number, owned_by: string, engine?: string } = { id: this.id, object: 'model', created: 0, owned_by: ownerOf(this.#repo ?? this.id) }
+    const engine = this.engine
+    if (engine !== undefined) object.engine = engine
+    return object
+  }
+
+  /** The engine serving this model: configured, or detected once the upstream answered. */
+  get engine (): string | undefined {
+    return this.#info?.engine ?? (this.backend.kind === 'endpoint' || this.backend.kind === 'completions' ? undefined : this.backend.kind)
   }
 
   /** Single-model mode: whether TGI has named its model yet. */
@@ -86,7 +100,10 @@ export class ModelEntry {
   get status (): ModelStatus {
     const template = this.#template !== undefined ? `loaded (${this.#templateOrigin})` : this.#templateError ?? 'not loaded'
     const backend = this.#probeError ?? (this.#info !== undefined ? 'ok' : 'not probed')
-    return { id: this.id, ready: this.#template !== undefined && this.#info !== undefined && this.#probeError === undefined, template, backend }
+    const status: ModelStatus = { id: this.id, ready: this.#template !== undefined && this.#info !== undefined && this.#probeError === undefined, template, backend }
+    const engine = this.engine
+    if (engine !== undefined) status.engine = engine
+    return status
   }
 
   /**
@@ -112,11 +129,13 @@ export class ModelEntry {
   async probe (signal: AbortSignal): Promise<BackendInfo> {
     try {
       const info = await this.backend.probe(signal)
-      this.#info = info
       this.#probeError = undefined
+      const firstAnswer = this.#info === undefined || this.#info.engine !== info.engine
+      this.#info = info
+      if (firstAnswer && info.engine !== undefined) this.#options.logger.info({ model: this.id, engine: info.engine, url: this.config.url, modelId: info.modelId }, `engine: ${info.engine}`)
       if (info.modelId !== undefined) {
         if (this.#options.mode === 'single') this.#discoveredId = info.modelId
-        // A tgi/endpoint entry without `model`: the server names the repo its template comes from.
+        // An engine entry without `model`: the server names the repo its template comes from.
         this.#repo ??= info.modelId
       }
       return info
@@ -151,7 +170,7 @@ export class ModelEntry {
     if (this.#repo === undefined && config.chatTemplate === undefined && config.chatTemplateFile === undefined) {
       // No `model`: the repo id comes from the server's /info (TGI and Endpoints).
       const info = await this.probe(AbortSignal.timeout(this.#options.probeTimeoutMs ?? 10_000))
-      if (info.modelId === undefined) throw new TemplateLoadError(`TGI at ${config.url} did not report a model_id in /info; set GATEWAY_CONFIG with a chat template`)
+      if (info.modelId === undefined && info.chatTemplate === undefined) throw new TemplateLoadError(`the engine at ${config.url} did not name its model; set \`model\` (a Hub repo) or a chat template in the models file`)
     }
     const repo = this.#repo
     const override = config.chatTemplate ?? (config.chatTemplateFile === undefined ? undefined : await loadTemplateFile(config.chatTemplateFile))
@@ -161,10 +180,61 @@ export class ModelEntry {
       this.#templateOrigin = config.chatTemplate !== undefined ? 'inline' : `file ${config.chatTemplateFile ?? ''}`
       return ChatTemplate.compile(override, specialTokens, { now: this.#options.now })
     }
+    // llama.cpp serves a GGUF file: its template and special tokens come from /props unless `model` names a Hub repo.
+    const engineTemplate = this.#info?.chatTemplate
+    if (engineTemplate !== undefined && (config.repo === undefined || !isValidRepoId(config.repo))) {
+      this.#templateOrigin = `engine ${this.#info?.engine ?? ''} ${this.#info?.modelPath ?? ''}`.trim()
+      return ChatTemplate.compile(engineTemplate, { ...this.#info?.specialTokens, ...config.specialTokens }, { now: this.#options.now })
+    }
     if (repo === undefined) throw new TemplateLoadError(`model '${this.id}' has no Hub repo to read its chat template from`)
+    if (!isValidRepoId(repo)) throw new TemplateLoadError(`model '${this.id}': the engine serves '${repo.slice(0, 200)}', which is not a Hub repo id; set \`model\` (the Hub repo its chat template comes from) in the models file`, 503, 'chat_template_unavailable')
     const source = await this.#options.templateLoader.load(repo, hubToken)
+    this.#addBosToken = source.addBosToken
     this.#templateOrigin = source.origin
     return ChatTemplate.compile(source.chatTemplate, { ...source.specialTokens, ...config.specialTokens }, { now: this.#options.now })
+  }
+
+  /**
+   * How this model's prompts reach the engine's tokenizer (see prompt-tokens.ts):
+   * learned once, after the template (its bos_token) and the engine are known.
+   * A failed attempt is not kept, so a later request asks again.
+   */
+  get cachedPromptPolicy (): PromptPolicy | undefined {
+    return this.#promptPolicy
+  }
+
+  promptPolicy (template: ChatTemplate, signal: AbortSignal): PromptPolicy | Promise<PromptPolicy> {
+    if (this.#promptPolicy !== undefined) return this.#promptPolicy
+    this.#promptPolicyLoading ??= this.#learnPromptPolicy(template, signal).then((policy) => {
+      // Kept only once the engine answered: an unreachable engine is asked again next time.
+      if (this.#info === undefined) return policy
+      this.#promptPolicy = policy
+      this.#options.logger.info({ model: this.id, engine: policy.engine, engineAddsBos: policy.engineAddsBos, learnedFrom: policy.learnedFrom }, 'prompt tokens: BOS handling learned')
+      return policy
+    }).finally(() => {
+      this.#promptPolicyLoading = undefined
+    })
+    return this.#promptPolicyLoading
+  }
+
+  async #learnPromptPolicy (template: ChatTemplate, signal: AbortSignal): Promise<PromptPolicy> {
+    // The request itself reports an unreachable engine; until the engine answers, the policy is provisional.
+    if (this.#info === undefined) await this.probe(signal).catch(() => {})
+    const engine = this.engine ?? this.backend.kind
+    const bosToken = template.specialToken('bos_token')
+    if (bosToken === undefined) return { engine, bosToken, engineAddsBos: false, learnedFrom: 'no_bos_token' }
+    switch (this.backend.promptSpecialTokens ?? 'unknown') {
+      case 'verbatim':
+        return { engine, bosToken, engineAddsBos: false, learnedFrom: 'add_special_tokens_false' }
+      case 'unknown':
+        return { engine, bosToken, engineAddsBos: null, learnedFrom: 'unknown' }
+      case 'tokenizer-default': {
+        const asked = await this.backend.addsBos?.(bosToken, signal).catch(() => undefined)
+        if (asked !== undefined) return { engine, bosToken, engineAddsBos: asked, learnedFrom: 'engine_tokenize' }
+        if (this.#addBosToken !== undefined) return { engine, bosToken, engineAddsBos: this.#addBosToken, learnedFrom: 'tokenizer_config' }
+        return { engine, bosToken, engineAddsBos: true, learnedFrom: 'assumed' }
+      }
+    }
   }
 
   /**

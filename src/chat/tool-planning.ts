@@ -5,19 +5,19 @@
  *   template without tool support a generic tool prompt is injected (below)
  *   and the answer is read with the Hermes parser;
  * - `tool_choice: "required"` or a named function, and `response_format`
- *   `json_object` / `json_schema`, constrain generation with a grammar TGI's
- *   validation accepts (see tgi-grammar.ts), so the answer is a valid call or
- *   valid JSON; backends without grammar support answer 400;
+ *   `json_object` / `json_schema`, constrain generation (structured-output.ts;
+ *   each backend maps it to its engine's field), so the answer is a valid call
+ *   or valid JSON; backends without constrained generation answer 400;
  * - `tool_choice: "none"` renders no tools and parses no calls.
  */
 import type { ChatCompletionRequest } from '../openai/schemas.js'
 import type { TemplateMessage } from './messages.js'
 import { invalidRequest } from '../errors.js'
-import { jsonObjectGrammar, jsonSchemaGrammar, toolCallGrammar, type TgiGrammar } from './tgi-grammar.js'
+import { toolCallOutput, type StructuredOutput } from '../backends/structured-output.js'
 import { createToolCallParser, detectToolCallParser } from './tool-calls/index.js'
 import type { AnswerPlan } from './answer-parser.js'
 
-export type Grammar = TgiGrammar
+export type Grammar = StructuredOutput
 
 export interface ToolPlan {
   /** Tools handed to the template (null: none). */
@@ -40,17 +40,17 @@ export function planTools (request: ChatCompletionRequest, options: { templateSu
   const needsGrammar = (choice !== 'none' && choice !== 'auto') || format !== 'text'
   if (needsGrammar && !options.supportsGrammar) {
     const param = format !== 'text' ? 'response_format' : 'tool_choice'
-    throw invalidRequest(`${param === 'response_format' ? `response_format ${format}` : 'tool_choice "required" or a named function'} needs constrained generation (a grammar), which the ${options.backendKind} backend does not support; use the tgi backend, or tool_choice "auto"`, param, 'unsupported_parameter')
+    throw invalidRequest(`${param === 'response_format' ? `response_format ${format}` : 'tool_choice "required" or a named function'} needs constrained generation (a grammar), which the ${options.backendKind} backend does not support; use an engine backend (tgi, vllm, sglang, llamacpp), or tool_choice "auto"`, param, 'unsupported_parameter')
   }
   if (choice !== 'none' && choice !== 'auto' && tools.length === 0) throw invalidRequest('tool_choice needs tools', 'tool_choice')
   if (choice !== 'none' && format !== 'text' && tools.length > 0) {
     throw invalidRequest('response_format json cannot be combined with tools offered to the model; set tool_choice "none" or leave out response_format', 'response_format')
   }
 
-  if (format === 'json_object') return noTools(jsonObjectGrammar(), singleCall)
+  if (format === 'json_object') return noTools({ type: 'json_object' }, singleCall)
   if (format === 'json_schema' && request.response_format?.type === 'json_schema') {
     const schema = request.response_format.json_schema.schema
-    return noTools(schema === undefined ? jsonObjectGrammar() : jsonSchemaGrammar(schema as Record<string, unknown>), singleCall)
+    return noTools(schema === undefined ? { type: 'json_object' } : { type: 'json_schema', schema: schema as Record<string, unknown>, origin: 'response_format' }, singleCall)
   }
   if (choice === 'none' || tools.length === 0) return noTools(undefined, singleCall)
 
@@ -66,7 +66,7 @@ export function planTools (request: ChatCompletionRequest, options: { templateSu
   return {
     templateTools,
     genericPrompt,
-    grammar: toolCallGrammar(allowed.map((tool) => ({ name: tool.function.name, parameters: tool.function.parameters as Record<string, unknown> | undefined }))),
+    grammar: toolCallOutput(allowed.map((tool) => ({ name: tool.function.name, parameters: tool.function.parameters as Record<string, unknown> | undefined }))),
     answer: { forcedCall: true },
     singleCall: true
   }

@@ -116,6 +116,7 @@ export const chatCompletionRequestSchema = z.object({
   ]).nullish().describe('`json_object` and `json_schema` constrain generation with TGI\'s JSON grammar (tgi backend only).'),
   // Extensions (TGI / vLLM / transformers names).
   top_k: z.number().int().min(1).nullish(),
+  min_p: z.number().min(0).max(1).nullish().describe('vLLM, SGLang, llama.cpp; refused (400) by engines without it.'),
   repetition_penalty: z.number().gt(0).nullish(),
   typical_p: z.number().gt(0).lt(1).nullish(),
   do_sample: z.boolean().nullish(),
@@ -220,7 +221,22 @@ export const chatRenderRequestSchema = z.object({
 }).meta({ id: 'ChatRenderRequest' })
 export type ChatRenderRequest = z.infer<typeof chatRenderRequestSchema>
 
-export const chatRenderResponseSchema = z.object({ model: z.string(), prompt: z.string() }).meta({ id: 'ChatRenderResponse' })
+export const promptTokensSchema = z.object({
+  engine: z.string().describe('The engine the prompt is sent to.'),
+  engine_adds_bos: z.boolean().nullable().describe('Whether the engine adds its BOS token to a string prompt (null: cannot tell).'),
+  learned_from: z.enum(['engine_tokenize', 'add_special_tokens_false', 'tokenizer_config', 'assumed', 'no_bos_token', 'unknown']),
+  template_writes_bos: z.boolean(),
+  sent_as: z.enum(['as_rendered', 'leading_bos_removed']),
+  note: z.string().optional().describe('Set when the tokens the model sees differ from apply_chat_template(tokenize=True).')
+}).meta({ id: 'PromptTokens' })
+export type PromptTokens = z.infer<typeof promptTokensSchema>
+
+export const chatRenderResponseSchema = z.object({
+  model: z.string(),
+  prompt: z.string().describe('The template\'s output, exactly as apply_chat_template(tokenize=False) gives it.'),
+  sent_prompt: z.string().optional().describe('The text sent to the engine: the prompt after BOS handling (see prompt_tokens); absent when the engine could not be reached.'),
+  prompt_tokens: promptTokensSchema.optional()
+}).meta({ id: 'ChatRenderResponse' })
 
 export const finishReasonSchema = z.enum(['stop', 'length', 'tool_calls', 'content_filter'])
 export type FinishReason = z.infer<typeof finishReasonSchema>
@@ -284,7 +300,8 @@ export const modelObjectSchema = z.object({
   id: z.string(),
   object: z.literal('model'),
   created: z.number().int(),
-  owned_by: z.string()
+  owned_by: z.string(),
+  engine: z.string().optional().describe('The engine serving it (tgi, vllm, sglang, llamacpp, openai, hub), once detected.')
 }).meta({ id: 'Model' })
 export type ModelObject = z.infer<typeof modelObjectSchema>
 
@@ -297,5 +314,5 @@ export const errorBodySchema = z.object({
 export const healthSchema = z.object({ status: z.literal('ok') })
 export const readinessSchema = z.object({
   status: z.enum(['ready', 'not_ready', 'draining']),
-  models: z.array(z.object({ id: z.string(), ready: z.boolean(), template: z.string(), backend: z.string() }))
+  models: z.array(z.object({ id: z.string(), ready: z.boolean(), template: z.string(), backend: z.string(), engine: z.string().optional() }))
 })

@@ -25,9 +25,13 @@ export class ServerSentEventLimitError extends Error {
   }
 }
 
+/** An `error:` field line, reported in order among the data events when the parser is asked to. */
+export interface ServerSentErrorField { error: string }
+
 export class ServerSentEventParser {
   readonly #decoder = new StringDecoder('utf8')
   readonly #limit: number
+  readonly #errorFields: boolean
   #pending = ''
   // How much of #pending is already known to hold no line end (only new bytes are scanned).
   #scanned = 0
@@ -36,12 +40,14 @@ export class ServerSentEventParser {
   #data: string[] = []
   #dataLength = 0
 
-  constructor (limit = MAX_SSE_LINE) {
+  /** `errorFields`: report `error:` lines (llama.cpp's in-stream errors) as ServerSentErrorField items. */
+  constructor (limit = MAX_SSE_LINE, errorFields = false) {
     this.#limit = limit
+    this.#errorFields = errorFields
   }
 
   /** The `data` payloads of the events this chunk completes (often none or one; many under load). Throws ServerSentEventLimitError. */
-  push (chunk: Uint8Array | string): string[] {
+  push (chunk: Uint8Array | string): Array<string | ServerSentErrorField> {
     const text = typeof chunk === 'string' ? chunk : this.#decoder.write(chunk as Buffer)
     if (!this.#carriageReturns && text.includes('\r')) this.#carriageReturns = true
     const findEnd = this.#carriageReturns ? findLineEnd : findNewline
@@ -61,7 +67,7 @@ export class ServerSentEventParser {
       pending = this.#pending + text
       from = this.#scanned
     }
-    const events: string[] = []
+    const events: Array<string | ServerSentErrorField> = []
     let start = 0
     let lineEnd: number
     while ((lineEnd = findEnd(pending, from > start ? from : start)) !== -1) {
@@ -81,6 +87,8 @@ export class ServerSentEventParser {
         this.#dataLength += data.length + 1
         if (this.#dataLength > this.#limit) throw new ServerSentEventLimitError("an SSE event's data", this.#limit)
         this.#data.push(data)
+      } else if (this.#errorFields && line.startsWith('error:')) {
+        events.push({ error: line.charCodeAt(6) === 32 ? line.slice(7) : line.slice(6) })
       }
     }
     // One slice per chunk, not per line: the rest waits for the next chunk.
@@ -110,7 +118,8 @@ export class ServerSentEventParser {
 
 export async function * decodeServerSentEvents (body: AsyncIterable<Uint8Array | string>): AsyncGenerator<string> {
   const parser = new ServerSentEventParser()
-  for await (const chunk of body) yield * parser.push(chunk)
+  // (This parser reports no error fields: every event is a data string.)
+  for await (const chunk of body) yield * parser.push(chunk) as string[]
   yield * parser.end()
 }
 

@@ -70,6 +70,11 @@ export class ChatTemplate {
     this.#now = now
   }
 
+  /** A special token's text (bos_token, eos_token, ...), as the template sees it. */
+  specialToken (name: string): string | undefined {
+    return this.#specialTokens.find(([key]) => key === name)?.[1]
+  }
+
   /** Every named template's text, joined: what tool-call and reasoning detection read. */
   get sourceText (): string {
     this.#sourceText ??= Array.from(new Set(this.#templates.values()), (compiled) => compiled.source).join('\n')

@@ -13,6 +13,8 @@ import type { NamedTemplate, SpecialTokens } from './chat-template.js'
 export interface TemplateSource {
   chatTemplate: string | NamedTemplate[]
   specialTokens: SpecialTokens
+  /** tokenizer_config's `add_bos_token` when it says (whether the tokenizer adds BOS to a text); the fallback when an engine cannot be asked. */
+  addBosToken?: boolean
   /** e.g. 'hub:org/name', 'cache:/path/file.json', 'inline', 'file:path' */
   origin: string
 }
@@ -44,7 +46,8 @@ const cacheEntrySchema = z.object({
   repo: z.string(),
   fetchedAt: z.string(),
   chatTemplate: chatTemplateSchema,
-  specialTokens: z.record(z.string(), z.string())
+  specialTokens: z.record(z.string(), z.string()),
+  addBosToken: z.boolean().optional()
 })
 type CacheEntry = z.infer<typeof cacheEntrySchema>
 
@@ -135,7 +138,7 @@ export class HubTemplateLoader {
       if (cached !== undefined) return cached
       throw new TemplateLoadError(`HF_HUB_OFFLINE=1 and no chat template is cached for ${repo} (looked for ${this.#cacheFile(repo)}); load it once online or set a chat template in the models file`, 503, 'chat_template_unavailable')
     }
-    let fetched: { chatTemplate: string | NamedTemplate[], specialTokens: SpecialTokens }
+    let fetched: { chatTemplate: string | NamedTemplate[], specialTokens: SpecialTokens, addBosToken?: boolean }
     try {
       fetched = await this.#fetchFromHub(repo, token)
     } catch (error) {
@@ -148,7 +151,7 @@ export class HubTemplateLoader {
     return { ...fetched, origin: `hub:${repo}` }
   }
 
-  async #fetchFromHub (repo: string, token: string | undefined): Promise<{ chatTemplate: string | NamedTemplate[], specialTokens: SpecialTokens }> {
+  async #fetchFromHub (repo: string, token: string | undefined): Promise<{ chatTemplate: string | NamedTemplate[], specialTokens: SpecialTokens, addBosToken?: boolean }> {
     const signal = AbortSignal.timeout(this.#timeoutMs)
     const base = `${this.#hubBaseUrl}/${repo.split('/').map(encodeURIComponent).join('/')}/resolve/main`
     const [config, jinja] = await Promise.all([
@@ -187,7 +190,8 @@ export class HubTemplateLoader {
     if (chatTemplate === undefined || (Array.isArray(chatTemplate) && chatTemplate.length === 0)) {
       throw new TemplateLoadError(`${repo} has no chat template (neither tokenizer_config.json's chat_template nor chat_template.jinja); set one in the models file`, 400, 'chat_template_missing')
     }
-    return { chatTemplate, specialTokens: specialTokensFromTokenizerConfig(configObject) }
+    const addBosToken = typeof configObject.add_bos_token === 'boolean' ? configObject.add_bos_token : undefined
+    return { chatTemplate, specialTokens: specialTokensFromTokenizerConfig(configObject), ...(addBosToken === undefined ? {} : { addBosToken }) }
   }
 
   async #fetchFile (url: string, token: string | undefined, signal: AbortSignal): Promise<HubFile> {
@@ -221,7 +225,7 @@ export class HubTemplateLoader {
     } catch {
       return undefined // missing or unreadable: the same as not cached
     }
-    return { chatTemplate: entry.chatTemplate, specialTokens: entry.specialTokens, origin: `cache:${file}` }
+    return { chatTemplate: entry.chatTemplate, specialTokens: entry.specialTokens, ...(entry.addBosToken === undefined ? {} : { addBosToken: entry.addBosToken }), origin: `cache:${file}` }
   }
 
   async #writeCache (entry: CacheEntry): Promise<void> {

@@ -7,12 +7,10 @@
  * - json_object (any JSON object) is a `regex` grammar for a JSON object nested
  *   JSON_OBJECT_DEPTH levels below it (a regular language; deeper nesting is
  *   outside it, the price of a grammar TGI can run);
- * - several allowed tool calls are one object schema whose `name` is one of the
- *   names and whose `arguments` match one of the tools' parameters (the pairing
- *   of name and arguments is not enforced);
  * - a json_schema whose root has no `properties` cannot be expressed: 400.
  */
 import { invalidRequest } from '../errors.js'
+import type { StructuredOutput } from './structured-output.js'
 
 export type TgiGrammar = { type: 'json', value: Record<string, unknown> } | { type: 'regex', value: string }
 
@@ -48,29 +46,14 @@ function jsonArray (depth: number): string {
 /** A regex for one JSON object, nested up to JSON_OBJECT_DEPTH levels (built once). */
 export const JSON_OBJECT_REGEX = jsonObject(JSON_OBJECT_DEPTH)
 
-export function jsonObjectGrammar (): TgiGrammar {
-  return { type: 'regex', value: JSON_OBJECT_REGEX }
-}
-
-export function jsonSchemaGrammar (schema: Record<string, unknown>): TgiGrammar {
-  if (!('properties' in schema)) {
+/**
+ * The TGI dialect of structured output. A response_format json_schema whose
+ * root has no `properties` cannot be expressed: 400 before anything is sent.
+ */
+export function tgiGrammar (output: StructuredOutput): TgiGrammar {
+  if (output.type === 'json_object') return { type: 'regex', value: JSON_OBJECT_REGEX }
+  if (!('properties' in output.schema)) {
     throw invalidRequest("response_format.json_schema.schema needs a root object with `properties`: TGI's grammar cannot constrain any other root (use {\"type\": \"object\", \"properties\": {...}}, or response_format json_object)", 'response_format', 'unsupported_schema')
   }
-  return { type: 'json', value: schema }
-}
-
-/** Calls of any of the given tools: `{name, arguments}` with a root `properties`. */
-export function toolCallGrammar (tools: ReadonlyArray<{ name: string, parameters: Record<string, unknown> | undefined }>): TgiGrammar {
-  const parameters = tools.map((tool) => tool.parameters ?? { type: 'object' })
-  return {
-    type: 'json',
-    value: {
-      type: 'object',
-      properties: {
-        name: { type: 'string', enum: tools.map((tool) => tool.name) },
-        arguments: parameters.length === 1 ? parameters[0] : { anyOf: parameters }
-      },
-      required: ['name', 'arguments']
-    }
-  }
+  return { type: 'json', value: output.schema }
 }
