@@ -75,16 +75,17 @@ test('one models file mixing tgi, endpoint and hub: same prompt upstream, same O
     answers.push({ content: completion.choices[0]!.message.content, finish: completion.choices[0]!.finish_reason, usage: completion.usage })
   }
   assert.equal(world.local.calls[0]!.body.inputs, ZEPHYR_PROMPT)
-  assert.equal(world.endpoint.calls[0]!.path, '/v1/completions')
-  assert.equal(world.endpoint.calls[0]!.body.prompt, ZEPHYR_PROMPT)
+  // The Endpoint runs TGI (detected by /info): its native route, with grammar and TGI's parameters.
+  assert.equal(world.endpoint.calls[0]!.path, '/generate')
+  assert.equal(world.endpoint.calls[0]!.body.inputs, ZEPHYR_PROMPT)
   assert.equal(world.endpoint.calls[0]!.headers.authorization, `Bearer ${ENDPOINT_TOKEN}`)
   assert.equal(world.serverless.calls[0]!.body.prompt, ZEPHYR_PROMPT)
   assert.deepEqual(world.router.requests.map((request) => [request.path, request.headers.authorization]), [
     [`/hf-inference/models/${ZEPHYR}/v1/completions`, `Bearer ${GATEWAY_TOKEN}`]
   ])
-  // Parameters arrive under the OpenAI-style route's names.
-  assert.equal(world.endpoint.calls[0]!.body.max_tokens, 20)
-  assert.deepEqual(world.endpoint.calls[0]!.body.stop, ['\nObservation'])
+  // Parameters arrive under TGI's names.
+  assert.equal(world.endpoint.calls[0]!.body.parameters.max_new_tokens, 20)
+  assert.deepEqual(world.endpoint.calls[0]!.body.parameters.stop, ['\nObservation'])
   assert.deepEqual(answers[1], answers[0])
   assert.deepEqual(answers[2], answers[0])
   assert.equal(answers[0]!.content, 'Hello! How can I help?')
