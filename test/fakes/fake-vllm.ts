@@ -548,7 +548,7 @@ export async function startFakeVllm (options: FakeVllmOptions = {}): Promise<Fak
           choices: [streamChoice(sequence.index, text, item.finishReason, item.stopReason, promptIds, parsed.returnTokenIds ? [item.tokenId] : null)],
           usage: parsed.continuousUsage ? { ...usage(prompt.tokens.length, count), prompt_tokens_details: null } : null
         }
-        frames.push({ frame: `data: ${JSON.stringify(chunk)}\n\n`, token: sequence.index === 0 })
+        frames.push({ frame: `data: ${JSON.stringify(chunk)}\n\n`, token: true })
       }
     }
     let trailer = ''
