@@ -590,7 +590,7 @@ export async function startFakeSglang (options: FakeSglangOptions = {}): Promise
     }
     const close = (): void => {
       if (pacing.drop) {
-        writeHeadOnce()
+        // nothing streamed yet: SGLang had not answered at all
         finish(state)
         response.socket?.destroy()
         return
