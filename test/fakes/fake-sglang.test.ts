@@ -292,6 +292,10 @@ describe('fake SGLang', () => {
     assert.equal(minP.message, 'min_p must be in [0, 1], got 1.5.')
     const grammars = await (await post(sglang, '/v1/completions', { prompt: 'Hi', regex: 'a+', json_schema: '{}' })).json() as any
     assert.equal(grammars.message, 'Only one of regex, json_schema, or ebnf can be set.')
+    const noSchema = await (await post(sglang, '/v1/completions', { prompt: 'Hi', response_format: { type: 'json_schema' } })).json() as any
+    assert.equal(noSchema.message, 'schema_ is required for json_schema response format request.')
+    await post(sglang, '/v1/completions', { prompt: 'Hi', response_format: { type: 'json_object' } })
+    assert.equal(sglang.calls.at(-1)!.samplingParams?.json_schema, '{"type": "object"}')
     // temperature 0 is greedy (top_k 1), seed is passed on as sampling_seed
     const greedy = await post(sglang, '/v1/completions', { prompt: 'Hi', temperature: 0, top_k: 5, min_p: 0.1, repetition_penalty: 1.1, seed: 7 })
     assert.equal(greedy.status, 200)

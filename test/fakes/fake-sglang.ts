@@ -429,6 +429,12 @@ export async function startFakeSglang (options: FakeSglangOptions = {}): Promise
       sendServingError(response, 'Prompt cannot be empty')
       return finish(state)
     }
+    // _build_sampling_params: a json_schema response_format needs its schema (a 400 since sglang#28090)
+    const responseFormat = (read.body as Record<string, unknown>).response_format
+    if (isObject(responseFormat) && responseFormat.type === 'json_schema' && !(isObject(responseFormat.json_schema) && isObject(responseFormat.json_schema.schema))) {
+      sendServingError(response, 'schema_ is required for json_schema response format request.')
+      return finish(state)
+    }
     call.samplingParams = completion.samplingParams
 
     // tokenizer_manager: text prompts are tokenizer.encode(text), the tokenizer's
@@ -887,7 +893,7 @@ function parseCompletionRequest (body: Record<string, unknown>, defaultIncludeUs
   const responseFormat = body.response_format
   if (isObject(responseFormat) && responseFormat.type === 'json_object') samplingParams.json_schema = '{"type": "object"}'
   if (isObject(responseFormat) && responseFormat.type === 'json_schema' && isObject(responseFormat.json_schema) && responseFormat.json_schema.schema !== undefined) {
-    samplingParams.json_schema = JSON.stringify(responseFormat.json_schema.schema)
+    samplingParams.json_schema = pythonJsonDumps(responseFormat.json_schema.schema)
   }
   const includeUsageAsked = streamOptions !== undefined && streamOptions.include_usage !== undefined && streamOptions.include_usage !== null && coerceBool(streamOptions.include_usage)
   return {
