@@ -97,8 +97,10 @@ interface CallState {
 }
 
 class RequestError extends Error {
-  constructor (message: string, readonly type: ErrorType) {
+  readonly type: ErrorType
+  constructor (message: string, type: ErrorType) {
     super(message)
+    this.type = type
   }
 }
 
