@@ -146,6 +146,34 @@ export class ModelEntry {
   }
 
   /**
+   * Before the first request is served: waits while the engine answers
+   * "loading" (llama.cpp's 503 "Loading model" on every route), within
+   * `budgetMs` (the first-token budget), as a cold Endpoint is waited for. Once
+   * the engine has answered this returns at once; other failures are left to
+   * the request itself to report.
+   */
+  async untilEngineAnswers (budgetMs: number, signal?: AbortSignal): Promise<void> {
+    if (this.#info !== undefined) return
+    // Real time: this waits on a real engine.
+    const now = monotonicNow
+    const deadline = now() + budgetMs
+    for (let attempt = 0; ; attempt++) {
+      const left = deadline - now()
+      if (left <= 0) return
+      try {
+        const timeout = AbortSignal.timeout(Math.ceil(left))
+        await this.probe(signal === undefined ? timeout : AbortSignal.any([signal, timeout]))
+        return
+      } catch (error) {
+        if (!(error instanceof ServiceError) || error.code !== 'model_loading' || signal?.aborted === true) return
+      }
+      const wait = Math.ceil(Math.min(250 * 2 ** attempt, 2000, deadline - now()))
+      if (wait <= 0) return
+      await new Promise((resolve) => setTimeout(resolve, wait))
+    }
+  }
+
+  /**
    * The compiled template, loaded once. `clientToken` reads a gated repo's
    * template when the gateway itself has no Hub token.
    */

@@ -19,6 +19,7 @@
 import { createServer } from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { FakeTokenizer, type FakeToken, type FakeTokenizerOptions } from './fake-tokenizer.js'
 
 export interface FakeTgiToken { text: string, special?: boolean }
 
@@ -66,6 +67,14 @@ export interface FakeTgiOptions {
    * Default: the number of whitespace-separated words (`'Hello big world'` is 3).
    */
   tokenize?: (prompt: string) => number
+  /**
+   * The model's tokenizer. TGI tokenises every prompt with add_special_tokens
+   * (GenerateRequest.add_special_tokens is `serde(skip)`: clients cannot turn it
+   * off), so a prompt starting with the BOS text is fed with two BOS tokens;
+   * each call's `promptTokens` records what the model was fed. When set,
+   * /tokenize answers this tokenizer's tokens (else one token per word).
+   */
+  tokenizer?: FakeTokenizerOptions
   /** When set, every route answers 401 without `Authorization: Bearer <it>` (Inference Endpoint behaviour). */
   requiredToken?: string
   port?: number
@@ -90,6 +99,8 @@ export interface FakeTgiCall {
   aborted: boolean
   /** Token events written (stream) or tokens returned (/generate). */
   tokensSent: number
+  /** The tokens the model was fed for `inputs` (the tokenizer's encode with special tokens); empty on routes without `inputs`. */
+  promptTokens: FakeToken[]
 }
 
 export interface FakeTgi {
@@ -212,6 +223,7 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
   const maxTopNTokens = options.maxTopNTokens ?? 5
   const maxConcurrentRequests = options.maxConcurrentRequests ?? 128
   const tokenize = options.tokenize ?? countWords
+  const tokenizer = new FakeTokenizer(options.tokenizer)
   const computeType = options.computeType ?? 'gpu+optimized'
   const dataPrefix = options.legacySseFraming === true ? 'data:' : 'data: '
   const keepAliveMs = options.sseKeepAliveMs ?? 15_000
@@ -338,6 +350,10 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
       } catch {}
       if (typeof inputs !== 'string') return sendText(response, 422, 'Failed to deserialize the JSON body into the target type: missing field `inputs`')
       tokenizeCalls++
+      if (options.tokenizer !== undefined) {
+        // server.rs tokenize: offsets into the inputs; an added BOS has none (text "").
+        return sendRawJson(response, 200, JSON.stringify(tokenizer.encode(inputs, true).map((token) => ({ id: token.id, text: inputs.slice(token.start, token.stop), start: token.start, stop: token.stop }))))
+      }
       const count = tokenize(inputs)
       return sendRawJson(response, 200, JSON.stringify(Array.from({ length: count }, (_, index) => ({ id: index, text: 'x', start: index, stop: index + 1 }))))
     }
@@ -362,7 +378,8 @@ export async function startFakeTgi (options: FakeTgiOptions = {}): Promise<FakeT
     } catch (error) {
       parseError = (error as Error).message
     }
-    const call: FakeTgiCall = { path, method, headers: request.headers, body: parsed, aborted: false, tokensSent: 0 }
+    const inputs = typeof (parsed as { inputs?: unknown } | undefined)?.inputs === 'string' ? (parsed as { inputs: string }).inputs : undefined
+    const call: FakeTgiCall = { path, method, headers: request.headers, body: parsed, aborted: false, tokensSent: 0, promptTokens: inputs === undefined ? [] : tokenizer.encode(inputs, true) }
     const state: CallState = { call, response, finished: false, active: false, timer: undefined, keepAlive: undefined }
     calls.push(call)
     states.push(state)

@@ -15,9 +15,11 @@ import { startFakeTgi, type FakeTgi, type FakeTgiOptions } from '../fakes/fake-t
 import { startFakeHub, type FakeHub } from '../fakes/fake-hub.js'
 
 import { SHARED } from './corpus.js'
-import { ZEPHYR_STYLE_CONFIG } from '../fixtures/tokenizer-configs.js'
+import { MISTRAL_STYLE_CONFIG, ZEPHYR_STYLE_CONFIG } from '../fixtures/tokenizer-configs.js'
 export { SHARED }
 export const ZEPHYR = 'HuggingFaceH4/zephyr-7b-beta'
+/** A repo whose (project-written) template writes `<s>` itself (see MISTRAL_STYLE_CONFIG). */
+export const MISTRAL_STYLE = 'gateway-fixtures/mistral-style'
 
 /**
  * tokenizer_config.json for a repo: zephyr's format is the project's own
@@ -26,6 +28,7 @@ export const ZEPHYR = 'HuggingFaceH4/zephyr-7b-beta'
  */
 export async function tokenizerConfigOf (repo: string): Promise<Record<string, unknown>> {
   if (repo === ZEPHYR) return { ...ZEPHYR_STYLE_CONFIG }
+  if (repo === MISTRAL_STYLE) return { ...MISTRAL_STYLE_CONFIG }
   const file = JSON.parse(await readFile(new URL(`chat-templates/models/${repo.replace('/', '__')}.json`, SHARED), 'utf8'))
   return { ...file.special_tokens, chat_template: file.chat_template, tokenizer_class: 'LlamaTokenizer' }
 }
