@@ -50,12 +50,15 @@ export function parseEvent (data: string, modelLabel: string): Record<string, un
   return event
 }
 
-/** `{"error": "..."}` (TGI), `{"error": {"message"}}` (OpenAI routes), `{"message"}`, or plain text. */
+/** `{"error": "..."}` (TGI), `{"error": {"message"}}` (OpenAI routes), `{"message"}` (SGLang's flat ErrorResponse), `{"detail"}` (FastAPI), or plain text. */
 export function upstreamMessage (body: unknown, secrets: ReadonlyArray<string | undefined> = []): string {
   let message: string
   if (isRecord(body) && typeof body.error === 'string') message = body.error
   else if (isRecord(body) && isRecord(body.error) && typeof body.error.message === 'string') message = body.error.message
   else if (isRecord(body) && typeof body.message === 'string') message = body.message
+  // FastAPI's own validation reply (older SGLang, vLLM's unknown routes): `{"detail": "..." | [{msg, loc}]}`.
+  else if (isRecord(body) && typeof body.detail === 'string') message = body.detail
+  else if (isRecord(body) && Array.isArray(body.detail)) message = body.detail.map((item) => isRecord(item) && typeof item.msg === 'string' ? `${Array.isArray(item.loc) ? `${item.loc.join('.')}: ` : ''}${item.msg}` : JSON.stringify(item)).join('; ')
   else if (typeof body === 'string' && body.trim() !== '') message = body.trim()
   else return 'no message'
   // Redacted whole first, so a token cut by the cap cannot leak its first half.
