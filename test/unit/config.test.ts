@@ -94,3 +94,36 @@ test('a bad models file names the file, the entry and the field', async (t) => {
   await assert.rejects(loadConfig({ GATEWAY_CONFIG: notYaml }), /broken\.yaml is not valid YAML/)
   await assert.rejects(loadConfig({ GATEWAY_CONFIG: '/nonexistent/models.yaml' }), /cannot read models file/)
 })
+
+test('INFERENCE_SERVER_URL: any engine, detected; HF_TOKEN goes to an Inference Endpoint only, INFERENCE_SERVER_TOKEN anywhere', async () => {
+  const plain = await loadConfig({ INFERENCE_SERVER_URL: 'http://127.0.0.1:8000/', HF_TOKEN: 'hf_gateway', TGI_URL: 'http://127.0.0.1:3000' })
+  assert.equal(plain.mode, 'single')
+  assert.equal(plain.models[0]!.backend, 'completions')
+  assert.equal(plain.models[0]!.url, 'http://127.0.0.1:8000')
+  assert.equal(plain.models[0]!.upstreamToken, undefined)
+  const keyed = await loadConfig({ INFERENCE_SERVER_URL: 'http://127.0.0.1:8000', INFERENCE_SERVER_TOKEN: 'vllm-key', HF_TOKEN: 'hf_gateway' })
+  assert.equal(keyed.models[0]!.upstreamToken, 'vllm-key')
+  const endpoint = await loadConfig({ INFERENCE_SERVER_URL: 'https://abc.us-east-1.aws.endpoints.huggingface.cloud', HF_TOKEN: 'hf_gateway' })
+  assert.equal(endpoint.models[0]!.backend, 'endpoint')
+  assert.equal(endpoint.models[0]!.upstreamToken, 'hf_gateway')
+})
+
+test('engine entries: served_model, and HF_TOKEN never sent to a plain engine URL', async (t) => {
+  const path = await withModelsFile(t, 'engines.yaml', `models:
+  - { id: a, backend: vllm, url: "http://h:1", served_model: llama }
+  - { id: b, backend: sglang, url: "http://h:2", token: own }
+  - { id: c, backend: llamacpp, url: "http://h:3" }
+  - { id: d, backend: completions, url: "http://h:4" }
+  - { id: e, backend: endpoint, url: "https://x.endpoints.huggingface.cloud" }
+`)
+  const config = await loadConfig({ GATEWAY_CONFIG: path, HF_TOKEN: 'hf_gateway' })
+  assert.deepEqual(config.models.map((model) => [model.id, model.backend, model.servedModel, model.upstreamToken]), [
+    ['a', 'vllm', 'llama', undefined],
+    ['b', 'sglang', undefined, 'own'],
+    ['c', 'llamacpp', undefined, undefined],
+    ['d', 'completions', undefined, undefined],
+    ['e', 'endpoint', undefined, 'hf_gateway']
+  ])
+  const servedOnTgi = await withModelsFile(t, 'tgi-served.yaml', 'models:\n  - { id: x, backend: tgi, url: "http://h:1", served_model: y }\n')
+  await assert.rejects(loadConfig({ GATEWAY_CONFIG: servedOnTgi }), /served_model/)
+})
