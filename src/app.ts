@@ -7,9 +7,9 @@ import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod'
 import type { Dispatcher } from 'undici'
 import { serverlessModelConfig, type Config, type ModelConfig } from './config.js'
-import type { Backend, EngineKind } from './backends/backend.js'
+import type { Backend } from './backends/backend.js'
 import { CompletionsBackend } from './backends/completions.js'
-import { DetectedBackend } from './backends/engine-detection.js'
+import { DetectedBackend, type DetectableEngine } from './backends/engine-detection.js'
 import { TgiBackend } from './backends/tgi.js'
 import { HfInferenceBackend, serverlessEndpointUrl } from './backends/hf-inference.js'
 import { ModelCatalog } from './chat/model-catalog.js'
@@ -117,7 +117,7 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   const secrets = [config.hfToken, ...config.models.flatMap((model) => [model.upstreamToken, model.hubToken])].filter((token): token is string => token !== undefined)
   const createBackend = overrides.createBackend ?? ((model: ModelConfig): Backend => {
     const common = { token: model.upstreamToken, dispatcher: overrides.dispatcher, modelLabel: model.id, connectTimeoutMs: model.firstTokenTimeoutMs, redact: secrets }
-    const engineBackend = (engine: EngineKind): Backend => engine === 'tgi'
+    const engineBackend = (engine: DetectableEngine): Backend => engine === 'tgi'
       ? new TgiBackend({ ...common, baseUrl: model.url })
       : new CompletionsBackend({ ...common, baseUrl: model.url, engine, servedModel: model.servedModel })
     switch (model.backend) {

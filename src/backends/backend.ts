@@ -81,7 +81,7 @@ export function isBufferedTokenStream (stream: AsyncIterator<TokenDelta>): strea
   return typeof (stream as Partial<BufferedTokenStream>).takeBuffered === 'function'
 }
 
-export type EngineKind = 'tgi' | 'vllm' | 'sglang' | 'llamacpp' | 'openai'
+export type EngineKind = 'tgi' | 'vllm' | 'sglang' | 'llamacpp' | 'openai' | 'hub'
 
 export interface BackendInfo {
   /** The engine that answered (detected, or as configured). */

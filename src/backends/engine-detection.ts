@@ -28,7 +28,10 @@ export interface DetectionOptions {
 
 interface Answer { status: number, body: unknown }
 
-export async function detectEngine (options: DetectionOptions, signal: AbortSignal): Promise<EngineKind> {
+/** What detection can name (the serverless `hub` is never detected). */
+export type DetectableEngine = Exclude<EngineKind, 'hub'>
+
+export async function detectEngine (options: DetectionOptions, signal: AbortSignal): Promise<DetectableEngine> {
   const { origin, pathPrefix } = splitBaseUrl(options.baseUrl)
   const headers: Record<string, string> = { accept: 'application/json' }
   if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`
@@ -74,13 +77,13 @@ export async function detectEngine (options: DetectionOptions, signal: AbortSign
 
 export class DetectedBackend implements Backend {
   readonly #options: DetectionOptions
-  readonly #create: (engine: EngineKind) => Backend
+  readonly #create: (engine: DetectableEngine) => Backend
   readonly #configured: string
   #backend: Backend | undefined
   #detecting: Promise<Backend> | undefined
 
   /** `create` builds the engine's adapter once detection named it. */
-  constructor (configured: 'endpoint' | 'completions', options: DetectionOptions, create: (engine: EngineKind) => Backend) {
+  constructor (configured: 'endpoint' | 'completions', options: DetectionOptions, create: (engine: DetectableEngine) => Backend) {
     this.#configured = configured
     this.#options = options
     this.#create = create

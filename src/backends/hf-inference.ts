@@ -1,8 +1,8 @@
 /**
- * Hugging Face hosted inference: a dedicated Inference Endpoint (TGI behind a
- * bearer token) or the Hub's serverless API (hf-inference provider), both
- * through @huggingface/inference, which speaks TGI's OpenAI-style
- * `/v1/completions` route for text generation (since 4.13.17).
+ * The Hub's serverless API (hf-inference provider) through
+ * @huggingface/inference, which speaks the OpenAI-style `/v1/completions`
+ * route for text generation (since 4.13.17). (Dedicated Inference Endpoints
+ * are engines: engine-detection.ts.)
  *
  * The library builds each request (URL, headers, payload: makeRequestOptions
  * with the hf-inference text-generation helper); this adapter sends it, because
@@ -24,8 +24,8 @@ import { decodeServerSentEvents, ServerSentEventLimitError } from '../streaming/
 import { isRecord, malformedReply, MAX_ERROR_BODY, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamPayloadTooLarge, upstreamRejected, upstreamStreamBroken } from './upstream-replies.js'
 
 export interface HfInferenceBackendOptions {
-  kind: 'endpoint' | 'hub'
-  /** The Endpoint's base URL, or `{HF_INFERENCE_ENDPOINT}/hf-inference/models/{repo}`. */
+  kind: 'hub'
+  /** `{HF_INFERENCE_ENDPOINT}/hf-inference/models/{repo}`. */
   endpointUrl: string
   /** Hub repo id, sent as `model`. */
   repo?: string
@@ -89,7 +89,7 @@ function usageOf (body: Record<string, unknown>): { promptTokens?: number, gener
 }
 
 export class HfInferenceBackend implements Backend {
-  readonly kind: 'endpoint' | 'hub'
+  readonly kind: 'hub'
   readonly description: string
   // TGI's OpenAI-style completions route has no grammar field.
   readonly supportsGrammar = false
@@ -161,25 +161,9 @@ export class HfInferenceBackend implements Backend {
     yield { text: pendingText ?? '', special: end.finishReason === 'eos_token', end }
   }
 
-  async probe (signal: AbortSignal): Promise<BackendInfo> {
+  async probe (): Promise<BackendInfo> {
     // The serverless API has no cheap status route: readiness is the template alone.
-    if (this.kind === 'hub') return {}
-    const headers: Record<string, string> = { accept: 'application/json' }
-    if (this.#options.token !== undefined) headers.authorization = `Bearer ${this.#options.token}`
-    let response: Response
-    try {
-      response = await this.#fetch(`${this.#options.endpointUrl}/info`, { headers, signal })
-    } catch (error) {
-      if (signal.aborted) throw signal.reason ?? error
-      throw this.#unreachable(error)
-    }
-    if (!response.ok) throw this.#statusError(response, await readErrorBody(response), undefined)
-    const body = await readBody(response)
-    if (!isRecord(body)) return {}
-    return {
-      modelId: typeof body.model_id === 'string' ? body.model_id : undefined,
-      maxStopSequences: typeof body.max_stop_sequences === 'number' ? body.max_stop_sequences : undefined
-    }
+    return { engine: 'hub' }
   }
 
   /**
@@ -262,7 +246,7 @@ export class HfInferenceBackend implements Backend {
             statusCode: 502, type: 'server_error', code: 'upstream_auth_failed'
           })
       case 404:
-        return new UpstreamError(`The model '${label}' does not exist or is not served by the ${this.kind === 'hub' ? 'serverless Inference API' : 'Inference Endpoint'}`, {
+        return new UpstreamError(`The model '${label}' does not exist or is not served by the serverless Inference API`, {
           statusCode: 404, type: 'invalid_request_error', code: 'model_not_found', param: 'model'
         })
       case 429: {
