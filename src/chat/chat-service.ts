@@ -186,7 +186,7 @@ export class ChatService {
 
   async #prepare (request: ChatCompletionRequest, context: RequestContext): Promise<{ entry: ModelEntry, generation: GenerationRequest, stops: string[], gatewayOnlyStops: boolean, answer: AnswerPlan, singleCall: boolean }> {
     const entry = this.#catalog.resolve(request.model)
-    await entry.untilEngineAnswers(entry.config.firstTokenTimeoutMs)
+    if (!entry.engineAnswered) await entry.untilEngineAnswers(entry.config.firstTokenTimeoutMs)
     const template = await entry.template(context.clientToken)
     const tools = planTools(request, {
       templateSupportsTools: template.supportsTools,

@@ -152,6 +152,11 @@ export class ModelEntry {
    * the engine has answered this returns at once; other failures are left to
    * the request itself to report.
    */
+  /** Whether the engine has answered a probe (then untilEngineAnswers has nothing to wait for). */
+  get engineAnswered (): boolean {
+    return this.#info !== undefined
+  }
+
   async untilEngineAnswers (budgetMs: number, signal?: AbortSignal): Promise<void> {
     if (this.#info !== undefined) return
     // Real time: this waits on a real engine.
