@@ -222,17 +222,29 @@ for (const engineKind of ENGINES) {
     else assert.ok(body.max_tokens > 40 && body.max_tokens <= 4096, String(body.max_tokens))
   })
 
-  test(`${engineKind}: backend completions detects the engine; /v1/models and /ready name it`, async (t) => {
-    const world = await startWorld(t, engineKind, { modelsFile: `models:\n  - { id: m, backend: completions, url: "{{URL}}", model: ${MISTRAL_STYLE} }\n` })
-    const completion = await world.openai.chat.completions.create({ model: 'm', messages: MESSAGES, max_tokens: 20 })
-    assert.equal(completion.choices[0]!.message.content, 'Hello! How can I help?')
-    assert.equal(startsWithDoubledBos(completionCalls(world.engine)[0]!.promptTokens), false)
-    const models = await (await fetch(`${world.url}/v1/models`)).json()
-    assert.equal(models.data[0].engine, engineKind)
-    const ready = await (await fetch(`${world.url}/ready`)).json()
-    assert.equal(ready.models[0].engine, engineKind)
-    assert.equal(ready.status, 'ready')
-  })
+  for (const backend of ['completions', 'endpoint'] as const) {
+    test(`${engineKind}: backend ${backend} detects the engine${backend === 'endpoint' ? ' behind the Endpoint\'s token on every route' : ''}; /v1/models and /ready name it`, async (t) => {
+      const token = 'hf_endpointtoken12345'
+      const world = await startWorld(t, engineKind, {
+        modelsFile: `models:\n  - { id: m, backend: ${backend}, url: "{{URL}}", model: ${MISTRAL_STYLE} }\n`,
+        ...(backend === 'endpoint' ? { engine: { requiredToken: token, guardAllRoutes: true }, env: { HF_TOKEN: token } } : {})
+      })
+      const completion = await world.openai.chat.completions.create({ model: 'm', messages: MESSAGES, max_tokens: 20 })
+      assert.equal(completion.choices[0]!.message.content, 'Hello! How can I help?')
+      const call = completionCalls(world.engine)[0]!
+      assert.equal(startsWithDoubledBos(call.promptTokens), false)
+      if (backend === 'endpoint') assert.equal(call.headers.authorization, `Bearer ${token}`)
+      const stream = await world.openai.chat.completions.create({ model: 'm', messages: MESSAGES, max_tokens: 20, stream: true })
+      let text = ''
+      for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? ''
+      assert.equal(text, 'Hello! How can I help?')
+      const models = await (await fetch(`${world.url}/v1/models`)).json()
+      assert.equal(models.data[0].engine, engineKind)
+      const ready = await (await fetch(`${world.url}/ready`)).json()
+      assert.equal(ready.models[0].engine, engineKind)
+      assert.equal(ready.status, 'ready')
+    })
+  }
 }
 
 test('an Endpoint guards every route with its token, detection included; HF_TOKEN is its default token', async (t) => {
