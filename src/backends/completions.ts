@@ -25,7 +25,7 @@ import { DIALECTS, EXTRA_PARAMETER_NAMES, type CompletionsDialect, type Completi
 import { defaultDispatcher } from './tgi.js'
 import { invalidRequest, UpstreamError, upstreamTimeout, upstreamUnreachable } from '../errors.js'
 import { isRecord, malformedReply, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamPayloadTooLarge, upstreamRejected, upstreamReplyBroken, upstreamStreamBroken } from './upstream-replies.js'
-import { openEventStream, requestText, splitBaseUrl, UpstreamTransportError, type UpstreamTextReply } from './upstream-http.js'
+import { openEventStream, requestText, splitBaseUrl, UpstreamReplyTooLarge, UpstreamTransportError, type UpstreamTextReply } from './upstream-http.js'
 
 export interface CompletionsBackendOptions {
   baseUrl: string
@@ -337,6 +337,7 @@ export class CompletionsBackend implements Backend {
       return await requestText(this.#dispatcher, { origin: this.#origin, path: this.#pathPrefix + path, method, headers: this.#headers, body, signal })
     } catch (error) {
       if (signal.aborted) throw signal.reason ?? error
+      if (error instanceof UpstreamTransportError && error.cause instanceof UpstreamReplyTooLarge) throw malformedReply(this.#modelLabel, error.cause.message)
       if (error instanceof UpstreamTransportError && error.afterHeaders) throw upstreamReplyBroken(this.#modelLabel, error.cause)
       throw this.#notConnected(error instanceof UpstreamTransportError ? error.cause : error)
     }

@@ -16,7 +16,7 @@ import type { Backend, BackendInfo, GenerationParameters, GenerationRequest, Gen
 import { tgiGrammar } from './tgi-grammar.js'
 import { invalidRequest, UpstreamError, upstreamTimeout, upstreamUnreachable } from '../errors.js'
 import { isRecord, malformedReply, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamPayloadTooLarge, upstreamRejected, upstreamReplyBroken, upstreamStreamBroken } from './upstream-replies.js'
-import { openEventStream, requestText, splitBaseUrl, UpstreamTransportError, type UpstreamEventReply, type UpstreamTextReply } from './upstream-http.js'
+import { openEventStream, requestText, splitBaseUrl, UpstreamReplyTooLarge, UpstreamTransportError, type UpstreamEventReply, type UpstreamTextReply } from './upstream-http.js'
 
 export interface TgiBackendOptions {
   /** Base URL of the TGI server (or of an Inference Endpoint running TGI). */
@@ -184,6 +184,7 @@ export class TgiBackend implements Backend {
       return await requestText(this.#dispatcher, { origin: this.#origin, path: this.#pathPrefix + path, method, headers: this.#headers, body, signal })
     } catch (error) {
       if (signal.aborted) throw signal.reason ?? error
+      if (error instanceof UpstreamTransportError && error.cause instanceof UpstreamReplyTooLarge) throw malformedReply(this.#modelLabel, error.cause.message)
       if (error instanceof UpstreamTransportError && error.afterHeaders) throw upstreamReplyBroken(this.#modelLabel, error.cause)
       throw notConnected(this.#baseUrl, error instanceof UpstreamTransportError ? error.cause : error)
     }

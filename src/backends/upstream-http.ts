@@ -30,6 +30,17 @@ export interface UpstreamTextRequest {
   signal: AbortSignal
 }
 
+/** A 200 reply read whole is refused past this many bytes (a completion is kilobytes; a hostile upstream could send gigabytes). */
+export const MAX_REPLY_BODY = 16 * 1024 * 1024
+
+/** The reply outgrew MAX_REPLY_BODY; the request was cancelled. */
+export class UpstreamReplyTooLarge extends Error {
+  constructor () {
+    super(`a reply larger than ${MAX_REPLY_BODY} bytes`)
+    this.name = 'UpstreamReplyTooLarge'
+  }
+}
+
 /**
  * Where a failure happened, so the caller can tell an unreachable upstream
  * (nothing answered) from a reply that broke half way.
@@ -89,6 +100,11 @@ export function requestText (dispatcher: Dispatcher, request: UpstreamTextReques
       onResponseData (_controller, chunk) {
         if (statusCode !== 200) chunk = errorBodyPart(chunk, size)
         size += chunk.length
+        if (size > MAX_REPLY_BODY) {
+          if (settle()) reject(new UpstreamTransportError(new UpstreamReplyTooLarge(), true))
+          controller?.abort(new UpstreamReplyTooLarge())
+          return
+        }
         chunks.push(chunk)
       },
       onResponseEnd () {

@@ -127,3 +127,13 @@ test('a first-token timeout and a /ready probe hold while the connect hangs', as
   assert.equal(ready.status, 503)
   assert.ok(performance.now() - started < 1000, `ready answered after ${Math.round(performance.now() - started)} ms`)
 })
+
+test('a 200 reply larger than 16 MiB is refused (502 malformed), not buffered whole', async (t: TestContext) => {
+  const gateway = await startGateway(t)
+  gateway.tgi.replyOnce({ kind: 'status', status: 200, body: { generated_text: 'x'.repeat(20 * 1024 * 1024) } })
+  const response = await postJson(`${gateway.url}/v1/chat/completions`, body(false))
+  assert.equal(response.status, 502)
+  const error = (await response.json()).error
+  assert.equal(error.code, 'upstream_malformed_reply')
+  assert.match(error.message, /larger than 16777216 bytes/)
+})
