@@ -11,7 +11,9 @@ import type { Backend } from './backends/backend.js'
 import { CompletionsBackend } from './backends/completions.js'
 import { DetectedBackend, type DetectableEngine } from './backends/engine-detection.js'
 import { TgiBackend } from './backends/tgi.js'
-import { HfInferenceBackend, serverlessEndpointUrl } from './backends/hf-inference.js'
+import { HubBackend } from './backends/hub.js'
+import { RouterRequester } from './backends/router-http.js'
+import { ProviderMappings } from './hub/provider-mapping.js'
 import { ModelCatalog } from './chat/model-catalog.js'
 import { ChatService } from './chat/chat-service.js'
 import { HubTemplateLoader } from './templates/template-source.js'
@@ -115,6 +117,8 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
   })
   // Every configured token is stripped from upstream text, whichever model's it is.
   const secrets = [config.hfToken, ...config.models.flatMap((model) => [model.upstreamToken, model.hubToken])].filter((token): token is string => token !== undefined)
+  // Which providers serve which Hub model: read once per repo and TTL, shared by every hub model.
+  const providerMappings = new ProviderMappings({ hubBaseUrl: config.hubBaseUrl, fetch: overrides.fetch })
   const createBackend = overrides.createBackend ?? ((model: ModelConfig): Backend => {
     const common = { token: model.upstreamToken, dispatcher: overrides.dispatcher, modelLabel: model.id, connectTimeoutMs: model.firstTokenTimeoutMs, redact: secrets }
     const engineBackend = (engine: DetectableEngine): Backend => engine === 'tgi'
@@ -126,15 +130,12 @@ export async function buildApp (config: Config, overrides: AppOverrides = {}): P
       case 'completions': case 'endpoint':
         return new DetectedBackend(model.backend, { ...common, baseUrl: model.url, secrets }, engineBackend)
       case 'hub':
-        return new HfInferenceBackend({
-          kind: 'hub',
-          endpointUrl: serverlessEndpointUrl(model.url, model.repo ?? model.id),
-          repo: model.repo,
-          token: model.upstreamToken,
-          coldStartBudgetMs: model.firstTokenTimeoutMs,
-          redact: secrets,
-          fetch: overrides.fetch,
-          modelLabel: model.id
+        return new HubBackend({
+          repo: model.repo ?? model.id,
+          provider: model.provider ?? 'auto',
+          inferenceBaseUrl: model.url,
+          mappings: providerMappings,
+          requester: new RouterRequester({ token: model.upstreamToken, coldStartBudgetMs: model.firstTokenTimeoutMs, redact: secrets, fetch: overrides.fetch, modelLabel: model.id })
         })
     }
   })

@@ -71,11 +71,13 @@ export const endpointModelEntrySchema = z.strictObject({
   served_model: servedModel
 })
 
-/** The Hub's serverless inference (hf-inference provider) for `model`. */
+/** A Hub model through Inference Providers (the Hugging Face router). */
 export const hubModelEntrySchema = z.strictObject({
   ...modelEntryBase,
   backend: z.literal('hub'),
-  model: z.string().min(1).max(200)
+  model: z.string().min(1).max(200),
+  /** `auto`: the first live provider in the Hub's order; or one provider's name. */
+  provider: z.string().min(1).max(64).regex(/^[a-z0-9][a-z0-9-]*$/, 'a provider name such as featherless-ai, together, novita, or auto').default('auto')
 })
 
 /**
@@ -154,14 +156,15 @@ export interface ModelConfig {
   id: string
   backend: BackendKind
   /**
-   * tgi/endpoint: the server's base URL. hub: the serverless base the
-   * hf-inference provider path is appended to ({HF_INFERENCE_ENDPOINT}/hf-inference/models/{repo}).
+   * Engines: the server's base URL. hub: the router's base (HF_INFERENCE_ENDPOINT).
    */
   url: string
   /** Hub repo id the chat template comes from; undefined until the engine names its model. */
   repo?: string
   /** The `model` the engine serves (models-file `served_model`); default: the one id in /v1/models. */
   servedModel?: string
+  /** hub: the Inference Provider (`auto` or a name). */
+  provider?: string
   /** Token for Hub reads: the entry's `token`, else HF_TOKEN. */
   hubToken?: string
   /**
@@ -206,7 +209,7 @@ export interface Config {
   /**
    * `single`: INFERENCE_SERVER_URL or TGI_URL alone; the one model's id comes
    * from the engine and any requested id routes to it. `file`: the models file's entries only.
-   * `hub`: zero-config; every requested Hub repo id is served serverless.
+   * `hub`: zero-config; every requested Hub repo id is served through Inference Providers (`provider: auto`).
    */
   mode: 'single' | 'file' | 'hub'
   models: ModelConfig[]
@@ -293,6 +296,7 @@ export async function loadConfig (environment: Record<string, string | undefined
       repo: entry.model,
       hubToken: entry.token ?? hfToken,
       servedModel: 'served_model' in entry ? entry.served_model : undefined,
+      provider: entry.backend === 'hub' ? entry.provider : undefined,
       upstreamToken: entry.backend === 'endpoint' || entry.backend === 'hub' ? entry.token ?? hfToken : entry.token,
       specialTokens: entry.special_tokens,
       toolParser: entry.tool_parser,
@@ -355,6 +359,7 @@ export function serverlessModelConfig (config: Config, repo: string): ModelConfi
     backend: 'hub',
     url: config.inferenceBaseUrl,
     repo,
+    provider: 'auto',
     hubToken: config.hfToken,
     upstreamToken: config.hfToken,
     defaults: {},

@@ -15,6 +15,7 @@ const chatCompletionsRoute: FastifyPluginAsyncZod = async (app) => {
         200: chatCompletionSchema.or(chatCompletionChunkSchema),
         400: errorBodySchema,
         401: errorBodySchema,
+        402: errorBodySchema,
         404: errorBodySchema,
         413: errorBodySchema,
         429: errorBodySchema,
@@ -40,12 +41,14 @@ const chatCompletionsRoute: FastifyPluginAsyncZod = async (app) => {
         request.modelLabel = stream.model
         // Written straight to the socket, batched per event-loop turn (see sse-writer).
         reply.hijack()
-        reply.raw.writeHead(200, SSE_HEADERS)
+        reply.raw.writeHead(200, { ...SSE_HEADERS, 'x-gateway-template': stream.template })
         await writeFrames(stream.frames, reply.raw, { writeIdleTimeoutMs: app.streamWriteIdleTimeoutMs, signal: controller.signal })
         return reply
       }
-      const completion = await app.chatService.complete(request.body, controller, context)
+      const { completion, template } = await app.chatService.complete(request.body, controller, context)
       request.modelLabel = completion.model
+      // Who rendered the chat template: `gateway` (a prompt was sent) or `provider` (messages were).
+      void reply.header('x-gateway-template', template)
       return completion
     } catch (error) {
       if (error instanceof ClientAbortError) {

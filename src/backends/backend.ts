@@ -131,4 +131,27 @@ export interface Backend {
   readonly promptSpecialTokens?: PromptSpecialTokens
   /** Asks the engine's tokenizer whether it adds BOS to a string prompt; undefined when it cannot say. */
   addsBos? (bosToken: string, signal: AbortSignal): Promise<boolean | undefined>
+  /**
+   * For upstreams that may take messages instead of a prompt (Hub models whose
+   * providers are conversational only): where this request's messages go, or
+   * undefined when it takes the gateway's prompt.
+   */
+  messagesRoute? (clientToken: string | undefined): Promise<MessagesRoute | undefined>
+}
+
+/**
+ * The second contract, beside the prompt one: messages in, OpenAI chat
+ * completions and chunks out (the upstream renders the template). Bodies are
+ * OpenAI chat-completion requests; replies are the upstream's parsed JSON.
+ */
+export interface ChatBackend {
+  complete (body: Record<string, unknown>, clientToken: string | undefined, signal: AbortSignal): Promise<Record<string, unknown>>
+  /** Chunks up to `[DONE]`; an in-stream error rejects. Leaving early cancels the request. */
+  stream (body: Record<string, unknown>, clientToken: string | undefined, signal: AbortSignal): Promise<AsyncIterable<Record<string, unknown>>>
+}
+
+export interface MessagesRoute {
+  chat: ChatBackend
+  /** The `model` the request is sent as (`org/name`, or `org/name:provider`). */
+  model: string
 }

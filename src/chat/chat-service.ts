@@ -3,7 +3,9 @@
  * backend, and map the answer to OpenAI's response or stream. Framework-free.
  */
 import { randomUUID } from 'node:crypto'
-import { isBufferedTokenStream, type Backend, type GenerationEnd, type GenerationRequest, type TokenDelta, type UpstreamFinishReason } from '../backends/backend.js'
+import { isBufferedTokenStream, type Backend, type GenerationEnd, type GenerationRequest, type MessagesRoute, type TokenDelta, type UpstreamFinishReason } from '../backends/backend.js'
+import { isRecord } from '../backends/upstream-replies.js'
+import { finishReasonOf, planPassthrough, reasoningOf as providerReasoningOf, toolCallsOf, usageFrom } from './messages-passthrough.js'
 import type { ChatCompletion, ChatCompletionRequest, ChatRenderRequest, FinishReason, PromptTokens, Usage } from '../openai/schemas.js'
 import type { GatewayMetrics } from '../metrics.js'
 import type { ModelCatalog, ModelEntry } from './model-catalog.js'
@@ -43,8 +45,17 @@ export interface RequestContext {
   clientToken?: string
 }
 
+/** Who rendered the chat template: the gateway (a prompt was sent) or the upstream (messages were). */
+export type TemplateRenderer = 'gateway' | 'provider'
+
+export interface ChatResult {
+  completion: ChatCompletion
+  template: TemplateRenderer
+}
+
 export interface ChatStream {
   model: string
+  template: TemplateRenderer
   /** SSE frames (`data: ...\n\n`), ending with `data: [DONE]`; errors after the first byte become an error frame. */
   frames: AsyncIterable<string>
 }
@@ -126,7 +137,7 @@ export class ChatService {
    * apply_chat_template); with `openai_normalization` they are validated and
    * normalised as /v1/chat/completions does, giving the prompt it would send.
    */
-  async render (request: ChatRenderRequest, context: RequestContext = {}): Promise<{ model: string, prompt: string, sent_prompt?: string, prompt_tokens?: PromptTokens }> {
+  async render (request: ChatRenderRequest, context: RequestContext = {}): Promise<{ model: string, prompt: string, sent_as: 'prompt' | 'messages', sent_prompt?: string, prompt_tokens?: PromptTokens }> {
     const entry = this.#catalog.resolve(request.model)
     const templateName = aliased(request.chat_template_name, request.template_name, 'chat_template_name', 'template_name')
     const kwargs = aliased(request.chat_template_kwargs, request.kwargs, 'chat_template_kwargs', 'kwargs')
@@ -139,12 +150,15 @@ export class ChatService {
       const template = await entry.template(context.clientToken)
       prompt = renderTemplate(template, { ...request, chat_template_kwargs: kwargs, templateName })
     }
+    // A model whose provider takes messages renders its own template: the gateway's render is for comparison.
+    const messages = await entry.backend.messagesRoute?.(context.clientToken).catch(() => undefined)
+    if (messages !== undefined) return { model: entry.id, prompt, sent_as: 'messages' }
     // The engine's BOS handling, when the engine can be reached; the render itself needs only the template.
     const template = await entry.template(context.clientToken)
     const policy = await Promise.resolve(entry.promptPolicy(template, AbortSignal.timeout(this.#renderProbeTimeoutMs))).catch(() => undefined)
     // After rendering: in single-model mode the id is known once the engine named its model.
-    if (policy === undefined) return { model: entry.id, prompt }
-    return { model: entry.id, prompt, sent_prompt: promptAsSent(policy, prompt), prompt_tokens: describePromptTokens(policy, prompt) }
+    if (policy === undefined) return { model: entry.id, prompt, sent_as: 'prompt' }
+    return { model: entry.id, prompt, sent_as: 'prompt', sent_prompt: promptAsSent(policy, prompt), prompt_tokens: describePromptTokens(policy, prompt) }
   }
 
   /** OpenAI messages, normalised for the template that will render them (its content format). */
@@ -216,7 +230,15 @@ export class ChatService {
    * ClientAbortError) when the client goes away; timeouts and gateway-side
    * stops abort it too.
    */
-  async complete (request: ChatCompletionRequest, abort: AbortController, context: RequestContext = {}): Promise<ChatCompletion> {
+  async complete (request: ChatCompletionRequest, abort: AbortController, context: RequestContext = {}): Promise<ChatResult> {
+    const routed = this.#catalog.resolve(request.model)
+    const messages = await routed.backend.messagesRoute?.(context.clientToken)
+    routed.templateRenderer = messages === undefined ? 'gateway' : 'provider'
+    if (messages !== undefined) return { completion: await this.#completeMessages(routed, messages, request, abort, context), template: 'provider' }
+    return { completion: await this.#completePrompt(request, abort, context), template: 'gateway' }
+  }
+
+  async #completePrompt (request: ChatCompletionRequest, abort: AbortController, context: RequestContext): Promise<ChatCompletion> {
     const { entry, generation, stops, gatewayOnlyStops, answer, singleCall } = await this.#prepare(request, context)
     const created = Math.floor(this.#clock() / 1000)
     const started = performance.now()
@@ -305,6 +327,10 @@ export class ChatService {
    * status; after that, failures become an SSE error frame.
    */
   async stream (request: ChatCompletionRequest, abort: AbortController, context: RequestContext = {}): Promise<ChatStream> {
+    const routed = this.#catalog.resolve(request.model)
+    const messages = await routed.backend.messagesRoute?.(context.clientToken)
+    routed.templateRenderer = messages === undefined ? 'gateway' : 'provider'
+    if (messages !== undefined) return await this.#streamMessages(routed, messages, request, abort, context)
     const requestStarted = performance.now()
     const { entry, generation, stops, answer, singleCall } = await this.#prepare(request, context)
     const deadline = createDeadline(abort, entry.config.timeoutMs, entry.config.firstTokenTimeoutMs)
@@ -323,7 +349,7 @@ export class ChatService {
     this.#metrics?.forModel(model).timeToFirstToken.observe((performance.now() - requestStarted) / 1000)
     const encoder = new ChunkEncoder(newCompletionId(), Math.floor(this.#clock() / 1000), model)
     const includeUsage = request.stream_options?.include_usage === true
-    return { model, frames: this.#frames({ entry, generation, stops, deadline, iterator, first, encoder, includeUsage, answer: new AnswerStream(answer), singleCall }) }
+    return { model, template: 'gateway', frames: this.#frames({ entry, generation, stops, deadline, iterator, first, encoder, includeUsage, answer: new AnswerStream(answer), singleCall }) }
   }
 
   async * #frames (state: {
@@ -422,6 +448,150 @@ export class ChatService {
       this.#metrics?.forModel(model).upstreamLatency(outcome).observe((performance.now() - started) / 1000)
     }
   }
+
+  /** The chat pass-through, non-stream: the upstream's message, with the gateway's stops, ids and shape. */
+  async #completeMessages (entry: ModelEntry, route: MessagesRoute, request: ChatCompletionRequest, abort: AbortController, context: RequestContext): Promise<ChatCompletion> {
+    const plan = planPassthrough(request, route.model)
+    const created = Math.floor(this.#clock() / 1000)
+    const started = performance.now()
+    const deadline = createDeadline(abort, entry.config.timeoutMs, entry.config.timeoutMs)
+    let outcome = 'error'
+    try {
+      const reply = await route.chat.complete(plan.body, context.clientToken, deadline.signal)
+      const choice = (reply.choices as Array<Record<string, unknown>>)[0]!
+      const upstream = choice.message as Record<string, unknown>
+      let content = typeof upstream.content === 'string' ? upstream.content : null
+      let finishReason = finishReasonOf(choice.finish_reason) ?? 'stop'
+      if (content !== null && plan.stops.length > 0) {
+        const cut = applyStopSequences(content, plan.stops)
+        content = cut.text
+        if (cut.stopped) finishReason = 'stop'
+      }
+      const message: ChatCompletion['choices'][number]['message'] = { role: 'assistant', content, refusal: null }
+      const reasoning = providerReasoningOf(upstream)
+      if (reasoning !== undefined) message.reasoning_content = reasoning
+      const calls = toolCallsOf(upstream, newToolCallId)
+      if (calls.length > 0) {
+        message.tool_calls = request.parallel_tool_calls === false ? calls.slice(0, 1) : calls
+        finishReason = 'tool_calls'
+      }
+      const completion: ChatCompletion = { id: newCompletionId(), object: 'chat.completion', created, model: entry.id, choices: [{ index: 0, message, logprobs: null, finish_reason: finishReason }] }
+      const usage = usageFrom(reply.usage)
+      if (usage !== undefined) {
+        completion.usage = usage
+        this.#metrics?.forModel(entry.id).generatedTokens.inc(usage.completion_tokens)
+      }
+      outcome = 'ok'
+      return completion
+    } catch (error) {
+      throw abortReasonOr(deadline.signal, error)
+    } finally {
+      deadline.dispose()
+      this.#metrics?.forModel(entry.id).upstreamLatency(outcome).observe((performance.now() - started) / 1000)
+    }
+  }
+
+  /** The chat pass-through, streaming: the upstream's chunks re-encoded as the gateway's own. */
+  async #streamMessages (entry: ModelEntry, route: MessagesRoute, request: ChatCompletionRequest, abort: AbortController, context: RequestContext): Promise<ChatStream> {
+    const requestStarted = performance.now()
+    const plan = planPassthrough(request, route.model)
+    // Usage is always asked for: the gateway reports it when the client asked, and counts it.
+    plan.body.stream_options = { include_usage: true }
+    const deadline = createDeadline(abort, entry.config.timeoutMs, entry.config.firstTokenTimeoutMs)
+    let iterator: AsyncIterator<Record<string, unknown>>
+    let first: IteratorResult<Record<string, unknown>>
+    try {
+      iterator = (await route.chat.stream(plan.body, context.clientToken, deadline.signal))[Symbol.asyncIterator]()
+      first = await iterator.next()
+    } catch (error) {
+      deadline.dispose()
+      throw abortReasonOr(deadline.signal, error)
+    }
+    deadline.firstTokenArrived()
+    this.#metrics?.forModel(entry.id).timeToFirstToken.observe((performance.now() - requestStarted) / 1000)
+    const encoder = new ChunkEncoder(newCompletionId(), Math.floor(this.#clock() / 1000), entry.id)
+    return {
+      model: entry.id,
+      template: 'provider',
+      frames: this.#messageFrames({ entry, stops: plan.stops, deadline, iterator, first, encoder, includeUsage: request.stream_options?.include_usage === true, singleCall: request.parallel_tool_calls === false })
+    }
+  }
+
+  async * #messageFrames (state: { entry: ModelEntry, stops: string[], deadline: Deadline, iterator: AsyncIterator<Record<string, unknown>>, first: IteratorResult<Record<string, unknown>>, encoder: ChunkEncoder, includeUsage: boolean, singleCall: boolean }): AsyncGenerator<string> {
+    const { entry, deadline, iterator, encoder } = state
+    const model = entry.id
+    const matcher = new StopSequenceMatcher(state.stops)
+    const started = performance.now()
+    const startedCalls = new Set<number>()
+    let finish: FinishReason | undefined
+    let usage: Usage | undefined
+    let ended = false
+    let outcome = 'cancelled'
+    this.#metrics?.forModel(model).inFlightStreams.inc()
+    try {
+      yield encoder.role()
+      for (let result = state.first; result.done !== true; result = await iterator.next()) {
+        const chunk = result.value
+        usage = usageFrom(chunk.usage) ?? usage
+        const choice = Array.isArray(chunk.choices) ? chunk.choices[0] : undefined
+        if (!isRecord(choice)) continue
+        const delta = isRecord(choice.delta) ? choice.delta : {}
+        let frames = ''
+        const reasoning = providerReasoningOf(delta)
+        if (reasoning !== undefined) frames += encoder.reasoning(reasoning)
+        if (typeof delta.content === 'string' && delta.content !== '') {
+          const released = matcher.push(delta.content)
+          if (released !== '') frames += encoder.content(released)
+        }
+        if (Array.isArray(delta.tool_calls)) {
+          for (const call of delta.tool_calls) {
+            if (!isRecord(call)) continue
+            const index = typeof call.index === 'number' ? call.index : 0
+            if (state.singleCall && index > 0) continue
+            const fn = isRecord(call.function) ? call.function : {}
+            if (!startedCalls.has(index) && (typeof call.id === 'string' || typeof fn.name === 'string')) {
+              startedCalls.add(index)
+              frames += encoder.toolCallStart(index, typeof call.id === 'string' && call.id !== '' ? call.id : newToolCallId(), typeof fn.name === 'string' ? fn.name : '')
+            }
+            if (typeof fn.arguments === 'string' && fn.arguments !== '' && startedCalls.has(index)) frames += encoder.toolCallArguments(index, fn.arguments)
+          }
+        }
+        finish = finishReasonOf(choice.finish_reason) ?? finish
+        if (frames !== '') yield frames
+        if (matcher.stopped) break
+      }
+      ended = true
+      if (matcher.stopped) {
+        // A stop beyond the upstream's limit matched: cancel the generation upstream.
+        await iterator.return?.()
+        deadline.cancel()
+        finish = 'stop'
+      } else {
+        const rest = matcher.flush()
+        if (rest !== '') yield encoder.content(rest)
+      }
+      yield encoder.finish(startedCalls.size > 0 ? 'tool_calls' : finish ?? 'stop')
+      if (state.includeUsage && usage !== undefined) yield encoder.usage(usage)
+      if (usage !== undefined) this.#metrics?.forModel(model).generatedTokens.inc(usage.completion_tokens)
+      outcome = 'ok'
+      yield SSE_DONE
+    } catch (error) {
+      const reason = abortReasonOr(deadline.signal, error)
+      if (reason instanceof ClientAbortError) return
+      outcome = 'error'
+      const serviceError = reason instanceof ServiceError
+        ? reason
+        : new ServiceError('Internal error while streaming', { statusCode: 500, type: 'server_error', code: 'internal_error' })
+      this.#logger.warn({ model, err: serviceError }, 'stream failed after the first byte')
+      yield sseError(toOpenAIErrorBody(serviceError))
+      yield SSE_DONE
+    } finally {
+      if (!ended && !deadline.signal.aborted) await iterator.return?.().catch(() => {})
+      deadline.dispose()
+      this.#metrics?.forModel(model).inFlightStreams.dec()
+      this.#metrics?.forModel(model).upstreamLatency(outcome).observe((performance.now() - started) / 1000)
+    }
+  }
 }
 
 function abortReasonOr (signal: AbortSignal, error: unknown): unknown {
@@ -431,6 +601,10 @@ function abortReasonOr (signal: AbortSignal, error: unknown): unknown {
 function toUsage (promptTokens: number | undefined, generatedTokens: number | undefined): Usage | undefined {
   if (promptTokens === undefined || generatedTokens === undefined) return undefined
   return { prompt_tokens: promptTokens, completion_tokens: generatedTokens, total_tokens: promptTokens + generatedTokens }
+}
+
+function newToolCallId (): string {
+  return `call_${randomUUID().replaceAll('-', '').slice(0, 24)}`
 }
 
 function newCompletionId (): string {

@@ -8,6 +8,7 @@ import type { Backend, BackendInfo } from '../backends/backend.js'
 import type { ModelConfig } from '../config.js'
 import { ChatTemplate, type SpecialTokens } from '../templates/chat-template.js'
 import type { PromptPolicy } from './prompt-tokens.js'
+import type { ModelObject } from '../openai/schemas.js'
 import { isValidRepoId, loadTemplateFile, SPECIAL_TOKEN_NAMES, type HubTemplateLoader } from '../templates/template-source.js'
 import { ServiceError, TemplateLoadError, modelNotFound } from '../errors.js'
 
@@ -58,12 +59,15 @@ export class ModelEntry {
   #templateOrigin = 'not loaded'
   #readiness: Promise<ModelStatus> | undefined
   #readinessCheckedAt = -Infinity
+  /** Who rendered the template for this model's last request (Hub models may go either way); engines: the gateway. */
+  templateRenderer: 'gateway' | 'provider' | undefined
   /** tokenizer_config's add_bos_token, when the template came from the Hub and it says. */
   #addBosToken: boolean | undefined
   #promptPolicy: PromptPolicy | undefined
   #promptPolicyLoading: Promise<PromptPolicy> | undefined
 
   constructor (config: ModelConfig, options: ModelCatalogOptions) {
+    this.templateRenderer = undefined
     this.config = config
     this.backend = options.createBackend(config)
     this.#options = options
@@ -76,10 +80,12 @@ export class ModelEntry {
   }
 
   /** The OpenAI `model` object for /v1/models. */
-  get modelObject (): { id: string, object: 'model', created: number, owned_by: string, engine?: string } {
-    const object: { id: string, object: 'model', created: number, owned_by: string, engine?: string } = { id: this.id, object: 'model', created: 0, owned_by: ownerOf(this.#repo ?? this.id) }
+  get modelObject (): ModelObject {
+    const object: ModelObject = { id: this.id, object: 'model', created: 0, owned_by: ownerOf(this.#repo ?? this.id) }
     const engine = this.engine
     if (engine !== undefined) object.engine = engine
+    const template = this.templateRenderer ?? (this.backend.messagesRoute === undefined ? 'gateway' : undefined)
+    if (template !== undefined) object.template = template
     return object
   }
 
@@ -360,7 +366,7 @@ export class ModelCatalog {
    * The OpenAI model objects. In single-model mode the id is TGI's model_id, so
    * TGI is asked once when it has not answered yet (falling back to "tgi").
    */
-  async modelObjects (probeTimeoutMs: number): Promise<Array<ModelEntry['modelObject']>> {
+  async modelObjects (probeTimeoutMs: number): Promise<ModelObject[]> {
     if (this.#mode === 'single') {
       await Promise.all(this.#entries.filter((entry) => !entry.discovered).map(async (entry) => await entry.probe(AbortSignal.timeout(probeTimeoutMs)).catch(() => {})))
     }

@@ -234,6 +234,7 @@ export type PromptTokens = z.infer<typeof promptTokensSchema>
 export const chatRenderResponseSchema = z.object({
   model: z.string(),
   prompt: z.string().describe('The template\'s output, exactly as apply_chat_template(tokenize=False) gives it.'),
+  sent_as: z.enum(['prompt', 'messages']).describe('`prompt`: the gateway sends this render; `messages`: the model\'s Inference Provider takes messages and renders its own template.'),
   sent_prompt: z.string().optional().describe('The text sent to the engine: the prompt after BOS handling (see prompt_tokens); absent when the engine could not be reached.'),
   prompt_tokens: promptTokensSchema.optional()
 }).meta({ id: 'ChatRenderResponse' })
@@ -301,7 +302,8 @@ export const modelObjectSchema = z.object({
   object: z.literal('model'),
   created: z.number().int(),
   owned_by: z.string(),
-  engine: z.string().optional().describe('The engine serving it (tgi, vllm, sglang, llamacpp, openai, hub), once detected.')
+  engine: z.string().optional().describe('The engine serving it (tgi, vllm, sglang, llamacpp, openai, hub), once detected.'),
+  template: z.enum(['gateway', 'provider']).optional().describe('Who renders its chat template: the gateway (a prompt is sent), or the Inference Provider (messages are sent); for Hub models, known after a first request.')
 }).meta({ id: 'Model' })
 export type ModelObject = z.infer<typeof modelObjectSchema>
 
