@@ -197,8 +197,10 @@ export async function startFakeRouter (options: FakeRouterOptions): Promise<Fake
     // every answer carries a request id, which @huggingface/inference puts in its errors
     response.setHeader('x-request-id', randomUUID())
 
-    // the router authenticates before it looks at the route
-    if (validAuthorizations !== undefined && !validAuthorizations.has(request.headers.authorization ?? '')) {
+    // the router authenticates before it looks at the route; only the model list is
+    // public (hub-api.md lists it with a bare curl), a bad token is refused there too
+    const publicList = (request.url ?? '').split('?')[0] === '/v1/models' && request.headers.authorization === undefined
+    if (validAuthorizations !== undefined && !publicList && !validAuthorizations.has(request.headers.authorization ?? '')) {
       return sendJson(response, 401, { error: 'Invalid credentials in Authorization header' })
     }
     const queryStart = path.indexOf('?')
