@@ -72,7 +72,7 @@ export type FakeChatReply =
   | { kind: 'message', content?: string | null, reasoning?: string, toolCalls?: Array<{ name: string, arguments: string }>, finishReason?: 'stop' | 'length' | 'tool_calls', chunks?: number, delayMs?: number }
   /** Any plain reply (a string body is text/plain, anything else JSON), on streams too. */
   | { kind: 'status', status: number, body: unknown, headers?: Record<string, string> }
-  /** A stream that sends `afterChunks` content pieces then an in-stream error event; without streaming a 500. */
+  /** A stream that sends `afterChunks` events after the role chunk, then an OpenAI-style in-stream error event and ends (no [DONE]); without streaming a 500 with that error. */
   | { kind: 'stream-error', afterChunks: number, message: string }
   /** Accept the request and never answer. */
   | { kind: 'hang' }
