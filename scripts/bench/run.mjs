@@ -794,6 +794,9 @@ async function main () {
     out('\nLoad and CPU per run (measurement window; CPU in % of one core; fake = the engine\'s fake; machine = all cores busy %; other = CPU of processes outside the benchmark, % of one core):\n')
     out(table(['scenario', 'server', 'round', 'ok', 'failed', 'srv CPU', 'fake CPU', 'loadgen CPU', 'fake ms/req', 'lg ms/req', 'machine', 'other', 'lg lag p99 ms'], diagnosticsRows(runs)) + '\n')
     const notes = warnings(runs)
+    for (const engine of engines) {
+      if (!output.setup.engines[engine].samePrompt) notes.unshift(`${ENGINES[engine].label}: floor and gateway sent DIFFERENT prompts upstream (see setup.engines.${engine}.checks in the JSON): the comparison is not like for like`)
+    }
     if (notes.length > 0) out(`\nNotes:\n${notes.map((note) => `  - ${note}`).join('\n')}\n`)
     out(`\nTargets:\n${targets.map((entry) => `  ${mark(entry.ok)} ${entry.name}: ${entry.detail}`).join('\n')}\n`)
     out(`  ${targets.every((entry) => entry.ok) ? 'all targets met' : `${targets.filter((entry) => !entry.ok).length} of ${targets.length} targets missed`}\n`)
