@@ -10,7 +10,7 @@
 //
 // Run as a child of run.mjs (fork, IPC): it sends {type:'listening', port}
 // and accepts {type:'config', ...} and {type:'capture'} (return the next
-// request's body, used to check that floor and gateway send the same prompt).
+// /generate or /generate_stream request's body, used to check that floor and gateway send the same prompt).
 // Standalone: node scripts/bench/fake-tgi.mjs [--port 3000] [--delay 20]
 import http from 'node:http'
 
@@ -76,8 +76,9 @@ prepare()
 
 let capture = false
 
-function onBody (request, then) {
-  if (capture) {
+// Only a generation request is captured (the gateway's first request may be preceded by a /tokenize BOS probe).
+function onBody (request, then, capturable = false) {
+  if (capture && capturable) {
     capture = false
     let text = ''
     request.setEncoding('utf8')
@@ -124,8 +125,8 @@ function stream (response) {
 const server = http.createServer((request, response) => {
   const url = request.url
   if (request.method === 'POST') {
-    if (url === '/generate') return onBody(request, () => { response.writeHead(200, generateHeaders); response.end(generateBody) })
-    if (url === '/generate_stream') return onBody(request, () => stream(response))
+    if (url === '/generate') return onBody(request, () => { response.writeHead(200, generateHeaders); response.end(generateBody) }, true)
+    if (url === '/generate_stream') return onBody(request, () => stream(response), true)
     if (url === '/tokenize') return onBody(request, () => { response.writeHead(200, infoHeaders); response.end(tokenizeBody) })
   } else if (url === '/info') {
     response.writeHead(200, infoHeaders)

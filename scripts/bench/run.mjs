@@ -1,11 +1,15 @@
 // `npm run bench`: the gateway side by side with a bare "floor" proxy, both in
-// front of the same fast fake TGI, driven by a load generator in its own
-// process. See README.md § Benchmark and `node scripts/bench/run.mjs --help`.
+// front of the same fast fake engine, driven by a load generator in its own
+// process; once per engine: TGI (fake-tgi.mjs, its native /generate routes) and
+// vLLM (fake-vllm.mjs, OpenAI-style /v1/completions). See README.md § Benchmark
+// and `node scripts/bench/run.mjs --help`.
 //
 // Processes: this orchestrator (also serves the fake Hub, idle while measuring),
-// fake TGI, floor proxy, gateway (node dist/src/server.js), load generator.
-// Only one server is loaded at a time. Every child is killed on exit, error or
-// SIGINT; the forked ones also exit by themselves when this process disappears.
+// load generator, and per engine in turn: its fake, its floor proxy (floor.mjs
+// --protocol tgi|vllm), a gateway (node dist/src/server.js; TGI_URL for TGI, a
+// models file with `backend: vllm` for vLLM). One engine's trio runs at a time
+// and only one server is loaded at a time. Every child is killed on exit, error
+// or SIGINT; the forked ones also exit by themselves when this process disappears.
 import { fork, spawn } from 'node:child_process'
 import { createServer as createHttpServer } from 'node:http'
 import { createServer as createNetServer } from 'node:net'
@@ -24,11 +28,17 @@ const HELP = `usage: npm run bench -- [options]    (or: node scripts/bench/run.m
   --rounds <n>          measure each scenario (but slow streams) n times, floor and gateway back to back
                         each round (default 3); the table shows each server's median run, and the
                         throughput targets use the median of the per-round gateway/floor ratios
-  --scenarios <list>    comma-separated subset of: ns1,ns32,ns256,st1,st32,slow (default: all)
+  --engines <list>      engines to measure, in order, each with its own fake, floor and gateway:
+                        tgi (fake TGI, /generate) and/or vllm (fake vLLM, /v1/completions, gateway
+                        with a models file entry backend: vllm); default tgi,vllm
+  --scenarios <list>    comma-separated subset of: ns1,ns32,ns256,st1,st32,slow (TGI: all of them;
+                        vLLM: ns1,ns32,st1,st32); a bare name selects it on every engine, a prefixed
+                        one on that engine only (tgi-slow, vllm-ns32) (default: all)
   --slow-streams <n>    concurrent slow streams (default 1000)
   --soak <minutes>      instead of the comparison: repeat non-stream + stream rounds against the
                         gateway for that long, sampling its RSS each round, and say whether it grows
-  --cpu-prof            run the gateway with --cpu-prof (profile in bench-results/profiles) and print
+                        (the first engine of --engines only: --engines vllm to soak over vLLM)
+  --cpu-prof            run each gateway with --cpu-prof (profile in bench-results/profiles) and print
                         the top 25 self-time functions when it exits
   --gateway-log <file>  where the gateway's stdout (pino, LOG_LEVEL=info) goes (default /dev/null)
   --gateway-entry <js>  gateway entry point (default dist/src/server.js)
@@ -50,11 +60,24 @@ const MESSAGES = [
 const NON_STREAM_TOKENS = 16
 const STREAM_TOKENS = 64
 const SLOW_DELAY_MS = 20
+const SCENARIO_NAMES = ['ns1', 'ns32', 'ns256', 'st1', 'st32', 'slow']
+
+// Each engine: its fake, the floor's protocol, how the gateway is pointed at it, its scenarios.
+const ENGINES = {
+  tgi: {
+    label: 'TGI', fakeName: 'fake TGI', fakeScript: 'fake-tgi.mjs', floorProtocol: 'tgi',
+    gatewaySetup: 'TGI_URL', scenarios: SCENARIO_NAMES
+  },
+  vllm: {
+    label: 'vLLM', fakeName: 'fake vLLM', fakeScript: 'fake-vllm.mjs', floorProtocol: 'vllm',
+    gatewaySetup: `GATEWAY_CONFIG models file: { id: ${MODEL}, backend: vllm, url, model: ${MODEL} }`, scenarios: ['ns1', 'ns32', 'st1', 'st32']
+  }
+}
 
 // ---------------------------------------------------------------- arguments
 function parseArgs (argv) {
   const options = {
-    duration: 5, warmup: 2, quick: false, rounds: 3, scenarios: undefined, slowStreams: 1000, soak: undefined,
+    duration: 5, warmup: 2, quick: false, rounds: 3, engines: Object.keys(ENGINES), scenarios: undefined, slowStreams: 1000, soak: undefined,
     cpuProf: false, gatewayLog: '/dev/null', gatewayEntry: 'dist/src/server.js',
     // The gateway as `npm start` and the Docker image run it.
     gatewayNodeFlags: ['--max-semi-space-size=32']
@@ -76,6 +99,7 @@ function parseArgs (argv) {
       case '--warmup': options.warmup = Number(value()); break
       case '--quick': options.quick = true; break
       case '--rounds': options.rounds = Math.round(number()); break
+      case '--engines': options.engines = value().split(',').map((name) => name.trim().toLowerCase()).filter(Boolean); break
       case '--scenarios': options.scenarios = value().split(',').map((name) => name.trim()).filter(Boolean); break
       case '--slow-streams': options.slowStreams = Math.round(number()); break
       case '--soak': options.soak = number(); break
@@ -85,6 +109,17 @@ function parseArgs (argv) {
       case '--gateway-node-flags': options.gatewayNodeFlags = value().split(/\s+/).filter(Boolean); break
       case '--help': case '-h': process.stdout.write(HELP); process.exit(0); break
       default: throw new Error(`unknown option ${arg} (see --help)`)
+    }
+  }
+  if (options.engines.length === 0) throw new Error('--engines needs at least one engine')
+  for (const engine of options.engines) {
+    if (ENGINES[engine] === undefined) throw new Error(`unknown engine ${engine} (--engines takes ${Object.keys(ENGINES).join(', ')})`)
+  }
+  options.engines = [...new Set(options.engines)]
+  for (const name of options.scenarios ?? []) {
+    const [engine, scenario] = name.includes('-') ? name.split('-', 2) : [undefined, name]
+    if (!SCENARIO_NAMES.includes(scenario) || (engine !== undefined && !ENGINES[engine]?.scenarios.includes(scenario))) {
+      throw new Error(`unknown scenario ${name} (see --help)`)
     }
   }
   if (options.quick) {
@@ -201,13 +236,21 @@ function startFakeHub () {
 }
 
 // ---------------------------------------------------------------- gateway
-async function startGateway ({ tgiUrl, hubUrl, hfHome, profileDir }) {
+/** The gateway's environment for an engine: TGI_URL for TGI, a models file (written to `dir`) for vLLM. */
+function gatewayEngineEnv (engine, upstreamUrl, dir) {
+  if (engine === 'tgi') return { TGI_URL: upstreamUrl }
+  const file = join(dir, 'models.yaml')
+  writeFileSync(file, `models:\n  - { id: ${MODEL}, backend: ${engine}, url: "${upstreamUrl}", model: ${MODEL} }\n`)
+  return { GATEWAY_CONFIG: file }
+}
+
+async function startGateway ({ engineEnv, hubUrl, hfHome, profileDir }) {
   const port = await freePort()
   const env = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',
     HOME: process.env.HOME ?? tmpdir(),
     NODE_ENV: 'production',
-    TGI_URL: tgiUrl,
+    ...engineEnv,
     PORT: String(port),
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
@@ -240,13 +283,22 @@ async function startGateway ({ tgiUrl, hubUrl, hfHome, profileDir }) {
 // ---------------------------------------------------------------- measurement
 const requestBody = (stream, maxTokens) => JSON.stringify({ model: MODEL, messages: MESSAGES, max_tokens: maxTokens, ...(stream ? { stream: true } : {}) })
 
-function scenarioList (slowStreams) {
+/** An engine's scenarios; `name` is the scenario (ns32), `id` names the engine too (vllm-ns32), `label` starts with the engine. */
+function scenarioList (engine, slowStreams) {
+  const { label: engineLabel, scenarios } = ENGINES[engine]
   const ns = (c) => ({ name: `ns${c}`, label: `non-stream c=${c}`, kind: 'json', connections: c, body: requestBody(false, NON_STREAM_TOKENS) })
   const st = (c) => ({ name: `st${c}`, label: `stream 64 tok c=${c}`, kind: 'stream', connections: c, body: requestBody(true, STREAM_TOKENS) })
   return [
     ns(1), ns(32), ns(256), st(1), st(32),
     { name: 'slow', label: `slow streams c=${slowStreams}`, kind: 'slow', connections: slowStreams, body: requestBody(true, STREAM_TOKENS), delayMs: SLOW_DELAY_MS }
-  ]
+  ].filter((scenario) => scenarios.includes(scenario.name))
+    .map((scenario) => ({ ...scenario, engine, id: `${engine}-${scenario.name}`, label: `${engineLabel} ${scenario.label}` }))
+}
+
+/** The scenarios --scenarios selects on an engine (a bare name on every engine, `engine-name` on that one). */
+function wantedScenarios (engine) {
+  const wanted = options.scenarios
+  return scenarioList(engine, options.slowStreams).filter((scenario) => wanted === undefined || wanted.includes(scenario.name) || wanted.includes(scenario.id))
 }
 
 let runCounter = 0
@@ -314,11 +366,11 @@ async function measure ({ loadgen, fake, server, scenario, warmupMs, durationMs 
   // CPU used by anything else on the machine (other users' jobs, the idle server, kernel threads), in % of one core.
   const ours = Object.values(cpu).reduce((sum, entry) => sum + entry.ms, 0) + (after.self - before.self)
   const otherPctOfCore = Math.max(0, machineBusyPct * cpus().length - (100 * ours) / windowMs)
-  return { scenario: scenario.name, label: scenario.label, server: server.name, connections: scenario.connections, ...result, cpu, machineBusyPct, otherPctOfCore, windowMs, peakUpstreamConnections, rss: { startKb: startRss, peakKb: peakRssKb, hwmKb } }
+  return { engine: scenario.engine, scenario: scenario.name, id: scenario.id, label: scenario.label, server: server.name, connections: scenario.connections, ...result, cpu, machineBusyPct, otherPctOfCore, windowMs, peakUpstreamConnections, rss: { startKb: startRss, peakKb: peakRssKb, hwmKb } }
 }
 
 function progressLine (run) {
-  const parts = [`${run.label.padEnd(24)} ${run.server.padEnd(7)}`]
+  const parts = [`${run.label.padEnd(29)} ${run.server.padEnd(7)}`]
   parts.push(`${formatNumber(run.throughput, 1).padStart(7)} /s`)
   if (run.ttftMs !== undefined) parts.push(`ttft p50 ${formatNumber(run.ttftMs.p50)} ms`)
   parts.push(`p50 ${formatNumber(run.latencyMs.p50)} p99 ${formatNumber(run.latencyMs.p99)} ms`)
@@ -351,10 +403,10 @@ async function measureQuietly (args) {
   let waitedFrom = Date.now()
   let busy = await waitQuiet()
   quietBudgetMs -= Date.now() - waitedFrom
-  if (busy >= QUIET_PCT) log(`bench: machine still busy (${busy.toFixed(0)} % of a core) before ${args.scenario.name}/${args.server.name}; measuring anyway`)
+  if (busy >= QUIET_PCT) log(`bench: machine still busy (${busy.toFixed(0)} % of a core) before ${args.scenario.id}/${args.server.name}; measuring anyway`)
   let run = await measure(args)
   if (run.otherPctOfCore > DISTURBED_PCT && quietBudgetMs > 0) {
-    log(`bench: ${args.scenario.name}/${args.server.name} disturbed (other processes ${run.otherPctOfCore.toFixed(0)} % of a core); repeating it once`)
+    log(`bench: ${args.scenario.id}/${args.server.name} disturbed (other processes ${run.otherPctOfCore.toFixed(0)} % of a core); repeating it once`)
     waitedFrom = Date.now()
     busy = await waitQuiet()
     quietBudgetMs -= Date.now() - waitedFrom
@@ -366,13 +418,13 @@ async function measureQuietly (args) {
 }
 
 async function configureFake (fake, config) {
-  const configured = waitForMessage(fake, 'configured', 5000, 'fake TGI reconfiguration')
+  const configured = waitForMessage(fake, 'configured', 5000, `${fake.name} reconfiguration`)
   fake.send({ type: 'config', ...config })
   await configured
 }
 
 /** Sends one request of each kind through a server, returning the prompt the fake received and checking the answers. */
-async function checkServer (fake, server) {
+async function checkServer (engine, fake, server) {
   const captured = waitForMessage(fake, 'captured', 10_000, `captured upstream request from ${server.name}`)
   fake.send({ type: 'capture' })
   const response = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: requestBody(false, NON_STREAM_TOKENS) })
@@ -387,7 +439,11 @@ async function checkServer (fake, server) {
   if (streamResponse.status !== 200 || content.length !== STREAM_TOKENS || events.at(-1) !== '[DONE]') {
     problems.push(`stream: HTTP ${streamResponse.status}, ${content.length} content chunks, last event ${events.at(-1)}`)
   }
-  return { prompt: upstream.inputs, parameters: upstream.parameters, usage: completion.usage, problems }
+  if (engine === 'tgi') return { prompt: upstream.inputs, parameters: upstream.parameters, usage: completion.usage, problems }
+  // /v1/completions: the prompt, and the rest of the body as the parameters.
+  const { prompt, ...parameters } = upstream
+  if (typeof prompt !== 'string') problems.push(`upstream body without a string prompt: ${JSON.stringify(upstream).slice(0, 300)}`)
+  return { prompt, parameters, usage: completion.usage, problems }
 }
 
 // ---------------------------------------------------------------- report
@@ -430,7 +486,8 @@ function summariseRounds (runs) {
   return { byKey, ratios }
 }
 
-function buildReport (runs) {
+/** One engine's table rows and targets (target names start with the engine: "vLLM non-stream req/s ..."). */
+function buildReport (engine, runs) {
   const { byKey, ratios } = summariseRounds(runs)
   const roundsNote = (name) => {
     const { perRound } = ratios.get(name)
@@ -439,7 +496,7 @@ function buildReport (runs) {
   const rows = []
   const targets = []
   const target = (name, ok, detail) => {
-    targets.push({ name, ok, detail })
+    targets.push({ engine, name: `${ENGINES[engine].label} ${name}`, ok, detail })
     return `${name}: ${detail} ${mark(ok)}`
   }
   const ms = (value) => formatNumber(value, 2)
@@ -504,16 +561,16 @@ function warnings (runs) {
   const notes = []
   for (const run of runs) {
     if (run.cpu.loadgen.pctOfCore > 90) notes.push(`${run.label} (${run.server}): load generator at ${run.cpu.loadgen.pctOfCore.toFixed(0)}% of a core, it may be the limit`)
-    if (run.cpu.fake.pctOfCore > 90) notes.push(`${run.label} (${run.server}): fake TGI at ${run.cpu.fake.pctOfCore.toFixed(0)}% of a core, it may be the limit`)
+    if (run.cpu.fake.pctOfCore > 90) notes.push(`${run.label} (${run.server}): ${ENGINES[run.engine].fakeName} at ${run.cpu.fake.pctOfCore.toFixed(0)}% of a core, it may be the limit`)
     if (Object.keys(run.failures).length > 0) notes.push(`${run.label} (${run.server}): failures ${JSON.stringify(run.failures)}`)
   }
-  const disturbed = runs.filter((run) => run.otherPctOfCore > 15).map((run) => `${run.scenario}/${run.server} ${run.otherPctOfCore.toFixed(0)}%`)
+  const disturbed = runs.filter((run) => run.otherPctOfCore > 15).map((run) => `${run.id}/${run.server} ${run.otherPctOfCore.toFixed(0)}%`)
   if (disturbed.length > 0) notes.push(`other processes used CPU during: ${disturbed.join(', ')} (of one core) — those figures are disturbed; re-run on a quiet machine`)
   if (runs.some((run) => run.scenario === 'slow')) {
     notes.push(`slow streams: an unhindered stream takes ${(STREAM_TOKENS - 1) * SLOW_DELAY_MS} ms (first token at once, then ${STREAM_TOKENS - 1} × ${SLOW_DELAY_MS} ms); ` +
       `${options.slowStreams} of them make ${Math.round((options.slowStreams * STREAM_TOKENS) / (((STREAM_TOKENS - 1) * SLOW_DELAY_MS) / 1000))} token events/s that the fake, the server and the load generator each handle`)
   }
-  const saturated = runs.filter((run) => run.machineBusyPct > 95).map((run) => `${run.scenario}/${run.server}`)
+  const saturated = runs.filter((run) => run.machineBusyPct > 95).map((run) => `${run.id}/${run.server}`)
   if (saturated.length > 0) {
     notes.push(`machine CPU (${cpus().length} cores) was ≥ 95 % busy in: ${saturated.join(', ')} — there, req/s is bounded by the whole box (server + fake + load generator share the cores); CPU ms/req is the robust comparison`)
   }
@@ -531,12 +588,12 @@ async function metricsOf (url) {
   }
 }
 
-async function soak ({ loadgen, fake, gateway, minutes }) {
+async function soak ({ engine, loadgen, fake, gateway, minutes }) {
   const roundMs = options.duration * 1000
   const deadline = Date.now() + minutes * 60_000
-  const scenarios = scenarioList(options.slowStreams).filter((scenario) => scenario.name === 'ns32' || scenario.name === 'st32')
+  const scenarios = scenarioList(engine, options.slowStreams).filter((scenario) => scenario.name === 'ns32' || scenario.name === 'st32')
   const rounds = []
-  log(`soak: ${minutes} min of rounds (non-stream c=32 then stream c=32, ${options.duration} s each) against the gateway`)
+  log(`soak: ${minutes} min of rounds (non-stream c=32 then stream c=32, ${options.duration} s each) against the gateway over ${ENGINES[engine].fakeName}`)
   while (Date.now() < deadline || rounds.length < 3) {
     const round = { index: rounds.length + 1 }
     for (const scenario of scenarios) {
@@ -567,11 +624,62 @@ async function soak ({ loadgen, fake, gateway, minutes }) {
   // Growth means more than 10 % AND more than 5 MB between the first and the last third of the rounds.
   verdict.rssGrows = verdict.rssGrowthPct > 10 && verdict.lastThirdRssMb - verdict.firstThirdRssMb > 5
   verdict.leakedInFlightStreams = rounds.at(-1).inFlightStreams
-  process.stdout.write(`\nSoak: ${rounds.length} rounds over ${minutes} min. RSS first third ${verdict.firstThirdRssMb.toFixed(1)} MB → last third ${verdict.lastThirdRssMb.toFixed(1)} MB ` +
+  process.stdout.write(`\nSoak (${ENGINES[engine].label}): ${rounds.length} rounds over ${minutes} min. RSS first third ${verdict.firstThirdRssMb.toFixed(1)} MB → last third ${verdict.lastThirdRssMb.toFixed(1)} MB ` +
     `(${verdict.rssGrowthPct >= 0 ? '+' : ''}${verdict.rssGrowthPct.toFixed(1)} %); heap ${verdict.firstThirdHeapMb.toFixed(1)} → ${verdict.lastThirdHeapMb.toFixed(1)} MB; ` +
     `gateway_in_flight_streams after the last round: ${verdict.leakedInFlightStreams}\n`)
   process.stdout.write(verdict.rssGrows ? 'RSS GROWS (> 10 % and > 5 MB from the first to the last third): look for a leak (heap snapshot).\n' : 'RSS is stable (no growth above 10 % / 5 MB).\n')
-  return { rounds, verdict }
+  return { engine, rounds, verdict }
+}
+
+// ---------------------------------------------------------------- engines
+/** Starts an engine's fake, its floor proxy (unless soaking) and a gateway in front of the fake. */
+async function startEngine ({ engine, hub, hfHome, profileDir, withFloor }) {
+  const spec = ENGINES[engine]
+  const fake = forkChild(spec.fakeName, spec.fakeScript, ['--stream-tokens', String(STREAM_TOKENS), '--generate-tokens', String(NON_STREAM_TOKENS)])
+  fake.name = spec.fakeName
+  fake.port = (await waitForMessage(fake, 'listening', 10_000, spec.fakeName)).port
+  const upstreamUrl = `http://127.0.0.1:${fake.port}`
+  let floor
+  if (withFloor) {
+    const child = forkChild(`floor proxy (${engine})`, 'floor.mjs', ['--upstream', upstreamUrl, '--protocol', spec.floorProtocol])
+    floor = { name: 'floor', child, pid: child.pid, url: `http://127.0.0.1:${(await waitForMessage(child, 'listening', 10_000, `floor proxy (${engine})`)).port}` }
+  }
+  // Each engine's gateway starts with an empty Hub cache, and so fetches the template from the fake Hub.
+  const home = join(hfHome, engine)
+  mkdirSync(home, { recursive: true })
+  const hubSeen = hub.requests.length
+  const gatewayProcess = await startGateway({ engineEnv: gatewayEngineEnv(engine, upstreamUrl, home), hubUrl: hub.url, hfHome: home, profileDir })
+  const gateway = { name: 'gateway', ...gatewayProcess, windows: [] }
+  const hubRequests = hub.requests.slice(hubSeen)
+  log(`${spec.label}: ${spec.fakeName} ${upstreamUrl} (pid ${fake.pid}), ${floor ? `floor --protocol ${spec.floorProtocol} ${floor.url} (pid ${floor.pid}), ` : ''}gateway ${gateway.url} (pid ${gateway.pid}${profileDir !== undefined ? ', --cpu-prof' : ''}; ${spec.gatewaySetup}); fake Hub served: ${hubRequests.join(', ') || 'nothing'}`)
+  return { engine, fake, floor, gateway, upstreamUrl, hubRequests }
+}
+
+/** Stops an engine's processes (those still running) and waits for them to exit. */
+async function stopEngine ({ fake, floor, gateway }) {
+  const running = [fake, floor?.child, gateway.child].filter((child) => child !== undefined && child.exitCode === null && child.signalCode === null)
+  await Promise.all(running.map((child) => {
+    expectedExits.add(child)
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.kill('SIGKILL')
+    return exited
+  }))
+}
+
+/** --cpu-prof: stops the gateway (SIGINT writes its profile) and summarises the profile. */
+async function profileGateway (gateway, profileDir) {
+  expectedExits.add(gateway.child)
+  const exited = new Promise((resolve) => gateway.child.once('exit', resolve))
+  gateway.child.kill('SIGINT')
+  await Promise.race([exited, sleep(20_000)])
+  const files = readdirSync(profileDir).filter((file) => file.endsWith('.cpuprofile') && file.includes(`.${gateway.pid}.`))
+  if (files.length === 0) {
+    log(`bench: no CPU profile for gateway pid ${gateway.pid} in ${profileDir}`)
+    return undefined
+  }
+  const summary = analyseProfile(join(profileDir, files.sort().at(-1)), 25, gateway.windows.length > 0 ? gateway.windows : undefined)
+  summary.requests = gateway.windowRequests
+  return summary
 }
 
 // ---------------------------------------------------------------- main
@@ -584,6 +692,11 @@ async function main () {
   const hfHome = mkdtempSync(join(tmpdir(), 'bench-hf-home-'))
   process.on('exit', () => rmSync(hfHome, { recursive: true, force: true }))
 
+  const soakOnly = options.soak !== undefined
+  // Soak: the first engine only. Comparison: the engines with at least one selected scenario.
+  const engines = soakOnly ? options.engines.slice(0, 1) : options.engines.filter((engine) => wantedScenarios(engine).length > 0)
+  if (engines.length === 0) throw new Error(`no scenario of ${options.engines.join(', ')} matches ${options.scenarios}`)
+
   const idleBefore = machineJiffies()
   await sleep(1000)
   const idleAfter = machineJiffies()
@@ -591,29 +704,9 @@ async function main () {
   if (backgroundPct > 15) log(`bench: warning: the machine is already busy (${backgroundPct.toFixed(0)} % of one core used by other processes); figures will be disturbed`)
 
   const hub = await startFakeHub()
-  const fake = forkChild('fake TGI', 'fake-tgi.mjs', ['--stream-tokens', String(STREAM_TOKENS), '--generate-tokens', String(NON_STREAM_TOKENS)])
-  fake.port = (await waitForMessage(fake, 'listening', 10_000, 'fake TGI')).port
-  const tgiUrl = `http://127.0.0.1:${fake.port}`
-  const soakOnly = options.soak !== undefined
-  let floor
-  if (!soakOnly) {
-    const child = forkChild('floor proxy', 'floor.mjs', ['--upstream', tgiUrl])
-    floor = { name: 'floor', child, pid: child.pid, url: `http://127.0.0.1:${(await waitForMessage(child, 'listening', 10_000, 'floor proxy')).port}` }
-  }
-  const gatewayProcess = await startGateway({ tgiUrl, hubUrl: hub.url, hfHome, profileDir: options.cpuProf ? profileDir : undefined })
-  const gateway = { name: 'gateway', ...gatewayProcess, windows: [] }
   const loadgen = forkChild('load generator', 'loadgen.mjs')
   await waitForMessage(loadgen, 'ready', 10_000, 'load generator')
-  log(`fake TGI ${tgiUrl} (pid ${fake.pid}), ${floor ? `floor ${floor.url} (pid ${floor.pid}), ` : ''}gateway ${gateway.url} (pid ${gateway.pid}${options.cpuProf ? ', --cpu-prof' : ''}), load generator pid ${loadgen.pid}; fake Hub served: ${hub.requests.join(', ')}`)
-
-  const checks = {}
-  for (const server of floor ? [floor, gateway] : [gateway]) {
-    checks[server.name] = await checkServer(fake, server)
-    if (checks[server.name].problems.length > 0) throw new Error(`${server.name} answers wrongly: ${checks[server.name].problems.join('; ')}`)
-  }
-  const samePrompt = floor === undefined || checks.floor.prompt === checks.gateway.prompt
-  log(`prompt check: ${floor === undefined ? 'gateway only' : samePrompt ? 'floor and gateway send the same prompt ✓' : 'PROMPTS DIFFER ✗'} ${JSON.stringify(checks.gateway.prompt)}; gateway parameters ${JSON.stringify(checks.gateway.parameters)}`)
-  if (!samePrompt) log(`  floor: ${JSON.stringify(checks.floor.prompt)}`)
+  log(`load generator pid ${loadgen.pid}, fake Hub ${hub.url}; engines: ${engines.join(', ')}`)
 
   const output = {
     startedAt: started.toISOString(),
@@ -623,70 +716,100 @@ async function main () {
       fake: { generateTokens: NON_STREAM_TOKENS, streamTokens: STREAM_TOKENS, slowDelayMs: SLOW_DELAY_MS },
       requestBodies: { nonStream: requestBody(false, NON_STREAM_TOKENS), stream: requestBody(true, STREAM_TOKENS) },
       gateway: { entry: options.gatewayEntry, nodeFlags: options.gatewayNodeFlags, logLevel: 'info', log: options.gatewayLog, cpuProf: options.cpuProf },
-      checks,
-      samePrompt
+      // Per engine: its fake, floor and gateway set-up, the upstream requests' check.
+      engines: {}
     }
   }
+  const runs = []
+  const tables = {}
+  const targets = []
+  const roundRatios = {}
+  const profiles = {}
 
-  if (soakOnly) {
-    output.soak = await soak({ loadgen, fake, gateway, minutes: options.soak })
-  } else {
-    const wanted = options.scenarios
-    const scenarios = scenarioList(options.slowStreams).filter((scenario) => wanted === undefined || wanted.includes(scenario.name))
-    if (scenarios.length === 0) throw new Error(`no scenario matches ${wanted}`)
-    const runs = []
-    for (const scenario of scenarios) {
-      const slow = scenario.kind === 'slow'
-      if (slow) await configureFake(fake, { delayMs: scenario.delayMs })
-      // Slow streams: 1000 connections must be open and cycling before the window starts.
-      const warmupMs = slow ? (options.quick ? 2000 : Math.max(3000, options.warmup * 1000)) : options.warmup * 1000
-      const durationMs = slow && options.quick ? 1500 : options.duration * 1000
-      // The host's speed drifts over minutes (other tenants): floor and gateway are
-      // measured back to back each round, so each round's ratio compares like with like.
-      const rounds = slow || options.quick ? 1 : options.rounds
-      for (let round = 1; round <= rounds; round++) {
-        for (const server of [floor, gateway]) {
-          const run = await measureQuietly({ loadgen, fake, server, scenario, warmupMs, durationMs })
-          run.round = round
-          runs.push(run)
-          log(progressLine(run))
-          await sleep(300)
-        }
-      }
-      if (slow) await configureFake(fake, { delayMs: 0 })
+  for (const engine of engines) {
+    const spec = ENGINES[engine]
+    const running = await startEngine({ engine, hub, hfHome, profileDir: options.cpuProf ? profileDir : undefined, withFloor: !soakOnly })
+    const { fake, floor, gateway } = running
+
+    const checks = {}
+    for (const server of floor ? [floor, gateway] : [gateway]) {
+      checks[server.name] = await checkServer(engine, fake, server)
+      if (checks[server.name].problems.length > 0) throw new Error(`${spec.label}: ${server.name} answers wrongly: ${checks[server.name].problems.join('; ')}`)
     }
-    const { rows, targets, roundRatios } = buildReport(runs)
+    const samePrompt = floor === undefined || checks.floor.prompt === checks.gateway.prompt
+    log(`${spec.label} prompt check: ${floor === undefined ? 'gateway only' : samePrompt ? 'floor and gateway send the same prompt ✓' : 'PROMPTS DIFFER ✗'} ${JSON.stringify(checks.gateway.prompt)}; gateway parameters ${JSON.stringify(checks.gateway.parameters)}${floor ? `; floor parameters ${JSON.stringify(checks.floor.parameters)}` : ''}`)
+    if (!samePrompt) log(`  floor: ${JSON.stringify(checks.floor.prompt)}`)
+    output.setup.engines[engine] = {
+      fake: spec.fakeScript, floor: soakOnly ? undefined : `floor.mjs --protocol ${spec.floorProtocol}`, gateway: spec.gatewaySetup, hubRequests: running.hubRequests, checks, samePrompt
+    }
+
+    if (soakOnly) {
+      output.soak = await soak({ engine, loadgen, fake, gateway, minutes: options.soak })
+    } else {
+      for (const scenario of wantedScenarios(engine)) {
+        const slow = scenario.kind === 'slow'
+        if (slow) await configureFake(fake, { delayMs: scenario.delayMs })
+        // Slow streams: 1000 connections must be open and cycling before the window starts.
+        const warmupMs = slow ? (options.quick ? 2000 : Math.max(3000, options.warmup * 1000)) : options.warmup * 1000
+        const durationMs = slow && options.quick ? 1500 : options.duration * 1000
+        // The host's speed drifts over minutes (other tenants): floor and gateway are
+        // measured back to back each round, so each round's ratio compares like with like.
+        const rounds = slow || options.quick ? 1 : options.rounds
+        for (let round = 1; round <= rounds; round++) {
+          for (const server of [floor, gateway]) {
+            const run = await measureQuietly({ loadgen, fake, server, scenario, warmupMs, durationMs })
+            run.round = round
+            runs.push(run)
+            log(progressLine(run))
+            await sleep(300)
+          }
+        }
+        if (slow) await configureFake(fake, { delayMs: 0 })
+      }
+      const report = buildReport(engine, runs.filter((run) => run.engine === engine))
+      tables[engine] = report.rows
+      targets.push(...report.targets)
+      roundRatios[engine] = report.roundRatios
+    }
+
+    if (options.cpuProf) profiles[engine] = await profileGateway(gateway, profileDir)
+    await stopEngine(running)
+  }
+
+  const out = (text) => process.stdout.write(text)
+  if (!soakOnly) {
     output.runs = runs
-    output.table = rows
+    output.table = tables
     output.targets = targets
     output.roundRatios = roundRatios
 
-    const out = (text) => process.stdout.write(text)
     out(`\nhf-chat-gateway benchmark — ${started.toISOString()} — node ${process.version}, ${cpus().length} CPUs; ${options.quick ? 'QUICK, ' : ''}` +
       `${options.warmup} s warm-up + ${options.duration} s per scenario and server, ${options.quick ? 1 : options.rounds} round(s) (slow streams: 1); table: each server's median run; gateway LOG_LEVEL=info${options.cpuProf ? ', under --cpu-prof (slower)' : ''}\n`)
-    out('ratio: g/f = gateway ÷ floor (throughput, success, CPU and RSS costs); f/g = floor ÷ gateway (latencies). For throughput and latency ratios, 1.00 = parity and lower = gateway worse; for CPU and RSS, higher = gateway costs more.\n\n')
-    out(table(['scenario', 'metric', 'floor', 'gateway', 'ratio', 'target'], rows, [0, 1, 5]) + '\n')
-    out('\nLoad and CPU per run (measurement window; CPU in % of one core; machine = all cores busy %; other = CPU of processes outside the benchmark, % of one core):\n')
+    out('ratio: g/f = gateway ÷ floor (throughput, success, CPU and RSS costs); f/g = floor ÷ gateway (latencies). For throughput and latency ratios, 1.00 = parity and lower = gateway worse; for CPU and RSS, higher = gateway costs more.\n')
+    for (const engine of engines) {
+      const spec = ENGINES[engine]
+      out(`\n${spec.label} — ${spec.fakeName} (${spec.fakeScript}); floor: floor.mjs --protocol ${spec.floorProtocol}; gateway: ${spec.gatewaySetup}\n`)
+      out(table(['scenario', 'metric', 'floor', 'gateway', 'ratio', 'target'], tables[engine], [0, 1, 5]) + '\n')
+    }
+    out('\nLoad and CPU per run (measurement window; CPU in % of one core; fake = the engine\'s fake; machine = all cores busy %; other = CPU of processes outside the benchmark, % of one core):\n')
     out(table(['scenario', 'server', 'round', 'ok', 'failed', 'srv CPU', 'fake CPU', 'loadgen CPU', 'fake ms/req', 'lg ms/req', 'machine', 'other', 'lg lag p99 ms'], diagnosticsRows(runs)) + '\n')
     const notes = warnings(runs)
+    for (const engine of engines) {
+      if (!output.setup.engines[engine].samePrompt) notes.unshift(`${ENGINES[engine].label}: floor and gateway sent DIFFERENT prompts upstream (see setup.engines.${engine}.checks in the JSON): the comparison is not like for like`)
+    }
     if (notes.length > 0) out(`\nNotes:\n${notes.map((note) => `  - ${note}`).join('\n')}\n`)
     out(`\nTargets:\n${targets.map((entry) => `  ${mark(entry.ok)} ${entry.name}: ${entry.detail}`).join('\n')}\n`)
     out(`  ${targets.every((entry) => entry.ok) ? 'all targets met' : `${targets.filter((entry) => !entry.ok).length} of ${targets.length} targets missed`}\n`)
   }
 
   if (options.cpuProf) {
-    expectedExits.add(gateway.child)
-    const exited = new Promise((resolve) => gateway.child.once('exit', resolve))
-    gateway.child.kill('SIGINT')
-    await Promise.race([exited, sleep(20_000)])
-    const files = readdirSync(profileDir).filter((file) => file.endsWith('.cpuprofile') && file.includes(`.${gateway.pid}.`))
-    if (files.length === 0) {
-      log(`bench: no CPU profile for gateway pid ${gateway.pid} in ${profileDir}`)
-    } else {
-      const summary = analyseProfile(join(profileDir, files.sort().at(-1)), 25, gateway.windows.length > 0 ? gateway.windows : undefined)
-      summary.requests = gateway.windowRequests
+    output.profiles = {}
+    for (const engine of engines) {
+      const summary = profiles[engine]
+      if (summary === undefined) continue
+      out(`\n${ENGINES[engine].label} gateway:`)
       printProfile(summary)
-      output.profile = summary
+      output.profiles[engine] = summary
     }
   }
 
