@@ -232,7 +232,8 @@ export class ChatService {
    */
   async complete (request: ChatCompletionRequest, abort: AbortController, context: RequestContext = {}): Promise<ChatResult> {
     const routed = this.#catalog.resolve(request.model)
-    const messages = await routed.backend.messagesRoute?.(context.clientToken)
+    // No await for backends that only take prompts (every engine): the hot path.
+    const messages = routed.backend.messagesRoute === undefined ? undefined : await routed.backend.messagesRoute(context.clientToken)
     routed.templateRenderer = messages === undefined ? 'gateway' : 'provider'
     if (messages !== undefined) return { completion: await this.#completeMessages(routed, messages, request, abort, context), template: 'provider' }
     return { completion: await this.#completePrompt(request, abort, context), template: 'gateway' }
@@ -328,7 +329,8 @@ export class ChatService {
    */
   async stream (request: ChatCompletionRequest, abort: AbortController, context: RequestContext = {}): Promise<ChatStream> {
     const routed = this.#catalog.resolve(request.model)
-    const messages = await routed.backend.messagesRoute?.(context.clientToken)
+    // No await for backends that only take prompts (every engine): the hot path.
+    const messages = routed.backend.messagesRoute === undefined ? undefined : await routed.backend.messagesRoute(context.clientToken)
     routed.templateRenderer = messages === undefined ? 'gateway' : 'provider'
     if (messages !== undefined) return await this.#streamMessages(routed, messages, request, abort, context)
     const requestStarted = performance.now()
