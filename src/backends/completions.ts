@@ -43,6 +43,7 @@ export interface CompletionsBackendOptions {
   now?: () => number
 }
 
+const EXTRA_PARAMETERS = Object.keys(EXTRA_PARAMETER_NAMES) as ExtraParameter[]
 const MAX_BACKOFF_MS = 5000
 const FIRST_BACKOFF_MS = 250
 /** Used when the engine reports no context length and the request sets no max_tokens. */
@@ -109,8 +110,11 @@ export class CompletionsBackend implements Backend {
   }
 
   async generate (request: GenerationRequest, signal: AbortSignal): Promise<GenerationResult> {
-    const body = await this.#body(request, false, signal)
-    const response = await this.#sendWaitingOutLoading('/v1/completions', body, signal)
+    // The common case (model and max_tokens known) builds the body without an await.
+    const built = this.#body(request, false, signal)
+    const body = typeof built === 'string' ? built : await built
+    const first = await this.#send('POST', '/v1/completions', signal, body)
+    const response = first.statusCode === 200 ? first : await this.#sendWaitingOutLoading('/v1/completions', body, signal, first)
     const reply = parseBody(response.text)
     const choice = isRecord(reply) && Array.isArray(reply.choices) ? reply.choices[0] : undefined
     if (!isRecord(choice) || typeof choice.text !== 'string') throw malformedReply(this.#modelLabel, 'no choices[0].text in the completion')
@@ -120,7 +124,8 @@ export class CompletionsBackend implements Backend {
   }
 
   async stream (request: GenerationRequest, signal: AbortSignal): Promise<AsyncIterable<TokenDelta>> {
-    const body = await this.#body(request, true, signal)
+    const built = this.#body(request, true, signal)
+    const body = typeof built === 'string' ? built : await built
     const deadline = this.#now() + this.#loadingBudgetMs
     for (let attempt = 0; ; attempt++) {
       // Per request: the finishing choice waits for the usage chunk and [DONE].
@@ -244,21 +249,29 @@ export class CompletionsBackend implements Backend {
     return body
   }
 
-  /** The request body: OpenAI's fields, the dialect's extras, structured output and prompt switches. */
-  async #body (request: GenerationRequest, stream: boolean, signal: AbortSignal): Promise<string> {
+  /**
+   * The request body: OpenAI's fields, the dialect's extras, structured output
+   * and prompt switches. A string at once when nothing must be asked of the
+   * engine first (the served model's name, the prompt's length).
+   */
+  #body (request: GenerationRequest, stream: boolean, signal: AbortSignal): string | Promise<string> {
+    if (this.dialect.needsModel && this.#servedModel === undefined) return this.probe(signal).then(() => this.#body(request, stream, signal))
+    const maxTokens = this.#maxTokens(request, signal)
+    if (typeof maxTokens === 'object') return maxTokens.then((value) => this.#bodyText(request, stream, value))
+    return this.#bodyText(request, stream, maxTokens)
+  }
+
+  #bodyText (request: GenerationRequest, stream: boolean, maxTokens: number | undefined): string {
     const { parameters } = request
     const { dialect } = this
     const body: Record<string, unknown> = {}
-    if (dialect.needsModel) {
-      if (this.#servedModel === undefined) await this.probe(signal)
-      body.model = this.#servedModel
-    }
+    if (dialect.needsModel) body.model = this.#servedModel
     body.prompt = request.prompt
-    body.max_tokens = await this.#maxTokens(request, signal)
+    body.max_tokens = maxTokens
     // Greedy on OpenAI routes is temperature 0.
     body.temperature = parameters.doSample === false ? 0 : parameters.temperature
     body.top_p = parameters.topP
-    for (const name of Object.keys(EXTRA_PARAMETER_NAMES) as ExtraParameter[]) {
+    for (const name of EXTRA_PARAMETERS) {
       const value = parameters[name]
       if (value === undefined) continue
       const field = dialect.fields[name]
@@ -287,13 +300,12 @@ export class CompletionsBackend implements Backend {
    * instead run to its end or the context's. Without a request or default
    * value: the context length left after the prompt (counted by the engine).
    */
-  async #maxTokens (request: GenerationRequest, signal: AbortSignal): Promise<number | undefined> {
+  #maxTokens (request: GenerationRequest, signal: AbortSignal): number | undefined | Promise<number | undefined> {
     if (request.parameters.maxNewTokens !== undefined) return request.parameters.maxNewTokens
     if (this.kind === 'llamacpp') return undefined
-    if (this.#contextLength === undefined) return FALLBACK_MAX_TOKENS
-    const promptTokens = await this.countTokens(request.prompt, signal).catch(() => undefined)
-    if (promptTokens === undefined) return FALLBACK_MAX_TOKENS
-    return Math.max(1, this.#contextLength - promptTokens)
+    const contextLength = this.#contextLength
+    if (contextLength === undefined) return FALLBACK_MAX_TOKENS
+    return this.countTokens(request.prompt, signal).then((promptTokens) => Math.max(1, contextLength - promptTokens), () => FALLBACK_MAX_TOKENS)
   }
 
   #choiceEnd (choice: Record<string, unknown>): ChoiceEnd | undefined {
@@ -318,11 +330,11 @@ export class CompletionsBackend implements Backend {
     }
   }
 
-  /** A non-stream request, waiting out a loading engine's 503 within the first-token budget. */
-  async #sendWaitingOutLoading (path: string, body: string, signal: AbortSignal): Promise<UpstreamTextReply> {
+  /** A non-stream request, waiting out a loading engine's 503 within the first-token budget (`first`: the answer already in). */
+  async #sendWaitingOutLoading (path: string, body: string, signal: AbortSignal, first: UpstreamTextReply): Promise<UpstreamTextReply> {
     const deadline = this.#now() + this.#loadingBudgetMs
     for (let attempt = 0; ; attempt++) {
-      const response = await this.#send('POST', path, signal, body)
+      const response = attempt === 0 ? first : await this.#send('POST', path, signal, body)
       if (response.statusCode === 200) return response
       if (response.statusCode === 503 && this.#now() + backoff(attempt) <= deadline) {
         await this.#sleep(backoff(attempt), signal)
