@@ -23,9 +23,9 @@ import type { Dispatcher } from 'undici'
 import type { Backend, BackendInfo, GenerationEnd, GenerationRequest, GenerationResult, TokenDelta, UpstreamFinishReason } from './backend.js'
 import { DIALECTS, EXTRA_PARAMETER_NAMES, type CompletionsDialect, type CompletionsEngine, type ExtraParameter } from './completions-dialects.js'
 import { defaultDispatcher } from './tgi.js'
-import { invalidRequest, UpstreamError, upstreamTimeout, upstreamUnreachable } from '../errors.js'
-import { isRecord, malformedReply, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamPayloadTooLarge, upstreamRejected, upstreamReplyBroken, upstreamStreamBroken } from './upstream-replies.js'
-import { openEventStream, requestText, splitBaseUrl, UpstreamReplyTooLarge, UpstreamTransportError, type UpstreamTextReply } from './upstream-http.js'
+import { invalidRequest, UpstreamError } from '../errors.js'
+import { commonStatusError, isRecord, malformedReply, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamRejected, upstreamStreamBroken } from './upstream-replies.js'
+import { openEventStream, requestText, splitBaseUrl, transportFailure, type UpstreamTextReply } from './upstream-http.js'
 
 export interface CompletionsBackendOptions {
   baseUrl: string
@@ -162,7 +162,7 @@ export class CompletionsBackend implements Backend {
         })
       } catch (error) {
         if (signal.aborted) throw signal.reason ?? error
-        throw this.#notConnected(error instanceof UpstreamTransportError ? error.cause : error)
+        throw transportFailure(error, this.#baseUrl, this.#modelLabel)
       }
       if ('events' in reply) return reply.events
       const parsed = parseBody(reply.text)
@@ -349,15 +349,8 @@ export class CompletionsBackend implements Backend {
       return await requestText(this.#dispatcher, { origin: this.#origin, path: this.#pathPrefix + path, method, headers: this.#headers, body, signal })
     } catch (error) {
       if (signal.aborted) throw signal.reason ?? error
-      if (error instanceof UpstreamTransportError && error.cause instanceof UpstreamReplyTooLarge) throw malformedReply(this.#modelLabel, error.cause.message)
-      if (error instanceof UpstreamTransportError && error.afterHeaders) throw upstreamReplyBroken(this.#modelLabel, error.cause)
-      throw this.#notConnected(error instanceof UpstreamTransportError ? error.cause : error)
+      throw transportFailure(error, this.#baseUrl, this.#modelLabel)
     }
-  }
-
-  #notConnected (cause: unknown): UpstreamError {
-    if ((cause as NodeJS.ErrnoException | undefined)?.code === 'UND_ERR_CONNECT_TIMEOUT') return upstreamTimeout(`no connection to ${this.#baseUrl} within the connect timeout`, cause)
-    return upstreamUnreachable(this.#baseUrl, cause)
   }
 
   #statusError (status: number, body: unknown, headers: Record<string, string | string[] | undefined>): UpstreamError {
@@ -413,17 +406,8 @@ function llamacppInfo (props: unknown): BackendInfo {
 export function completionsError (status: number, body: unknown, headers: Record<string, string | string[] | undefined>, engine: string, modelLabel: string, secrets: ReadonlyArray<string | undefined> = []): UpstreamError {
   const message = upstreamMessage(body, secrets)
   if (status === 400 || status === 422) return upstreamRejected(message)
-  if (status === 413) return upstreamPayloadTooLarge(modelLabel, message)
-  if (status === 429) {
-    const retryAfter = headers['retry-after']
-    return new UpstreamError(`Upstream model ${modelLabel} is overloaded: ${message}`, {
-      statusCode: 429, type: 'rate_limit_error', code: 'upstream_overloaded', isRetryable: true,
-      headers: typeof retryAfter === 'string' ? { 'retry-after': retryAfter } : undefined
-    })
-  }
-  if (status === 401 || status === 403) {
-    return new UpstreamError(`Upstream rejected the gateway's credentials for model ${modelLabel} (HTTP ${status})`, { statusCode: 502, type: 'server_error', code: 'upstream_auth_failed' })
-  }
+  const common = commonStatusError(status, message, headers, modelLabel)
+  if (common !== undefined) return common
   if (status === 503) {
     return new UpstreamError(`Model ${modelLabel} is not ready (${engine}: ${message}); try again later`, {
       statusCode: 503, type: 'service_unavailable_error', code: 'model_loading', isRetryable: true, headers: { 'retry-after': '5' }

@@ -12,9 +12,9 @@
  */
 import type { Dispatcher } from 'undici'
 import type { Backend, BackendInfo, EngineKind, GenerationRequest, GenerationResult, PromptSpecialTokens, TokenDelta } from './backend.js'
-import { UpstreamError, upstreamTimeout, upstreamUnreachable } from '../errors.js'
+import { UpstreamError } from '../errors.js'
 import { isRecord, parseBody, upstreamMessage } from './upstream-replies.js'
-import { requestText, splitBaseUrl, UpstreamTransportError } from './upstream-http.js'
+import { requestText, splitBaseUrl, transportFailure } from './upstream-http.js'
 import { defaultDispatcher } from './tgi.js'
 
 export interface DetectionOptions {
@@ -42,9 +42,7 @@ export async function detectEngine (options: DetectionOptions, signal: AbortSign
       reply = await requestText(dispatcher, { origin, path: pathPrefix + path, method: 'GET', headers, signal })
     } catch (error) {
       if (signal.aborted) throw signal.reason ?? error
-      const cause = error instanceof UpstreamTransportError ? error.cause : error
-      if ((cause as NodeJS.ErrnoException | undefined)?.code === 'UND_ERR_CONNECT_TIMEOUT') throw upstreamTimeout(`no connection to ${options.baseUrl} within the connect timeout`, cause)
-      throw upstreamUnreachable(options.baseUrl, cause)
+      throw transportFailure(error, options.baseUrl, options.modelLabel)
     }
     const answer = { status: reply.statusCode, body: parseBody(reply.text) }
     if (answer.status === 401 || answer.status === 403) {

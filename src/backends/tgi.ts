@@ -14,9 +14,9 @@
 import { Agent, type Dispatcher } from 'undici'
 import type { Backend, BackendInfo, GenerationParameters, GenerationRequest, GenerationResult, TokenDelta, UpstreamFinishReason } from './backend.js'
 import { tgiGrammar } from './tgi-grammar.js'
-import { invalidRequest, UpstreamError, upstreamTimeout, upstreamUnreachable } from '../errors.js'
-import { isRecord, malformedReply, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamPayloadTooLarge, upstreamRejected, upstreamReplyBroken, upstreamStreamBroken } from './upstream-replies.js'
-import { openEventStream, requestText, splitBaseUrl, UpstreamReplyTooLarge, UpstreamTransportError, type UpstreamEventReply, type UpstreamTextReply } from './upstream-http.js'
+import { invalidRequest, UpstreamError } from '../errors.js'
+import { commonStatusError, isRecord, malformedReply, parseBody, parseEvent, upstreamGenerationFailed, upstreamMessage, upstreamRejected, upstreamStreamBroken } from './upstream-replies.js'
+import { openEventStream, requestText, splitBaseUrl, transportFailure, type UpstreamEventReply, type UpstreamTextReply } from './upstream-http.js'
 
 export interface TgiBackendOptions {
   /** Base URL of the TGI server (or of an Inference Endpoint running TGI). */
@@ -111,7 +111,7 @@ export class TgiBackend implements Backend {
       })
     } catch (error) {
       if (signal.aborted) throw signal.reason ?? error
-      throw notConnected(this.#baseUrl, error instanceof UpstreamTransportError ? error.cause : error)
+      throw transportFailure(error, this.#baseUrl, this.#modelLabel)
     }
     if (!('events' in reply)) throw tgiError(reply.statusCode, parseBody(reply.text), reply.headers, this.#modelLabel, this.#secrets)
     return reply.events
@@ -184,17 +184,9 @@ export class TgiBackend implements Backend {
       return await requestText(this.#dispatcher, { origin: this.#origin, path: this.#pathPrefix + path, method, headers: this.#headers, body, signal })
     } catch (error) {
       if (signal.aborted) throw signal.reason ?? error
-      if (error instanceof UpstreamTransportError && error.cause instanceof UpstreamReplyTooLarge) throw malformedReply(this.#modelLabel, error.cause.message)
-      if (error instanceof UpstreamTransportError && error.afterHeaders) throw upstreamReplyBroken(this.#modelLabel, error.cause)
-      throw notConnected(this.#baseUrl, error instanceof UpstreamTransportError ? error.cause : error)
+      throw transportFailure(error, this.#baseUrl, this.#modelLabel)
     }
   }
-}
-
-/** No connection: a connect that outlasted the pool's connect timeout (the first-token budget) is a timeout, 504. */
-function notConnected (baseUrl: string, cause: unknown): UpstreamError {
-  if ((cause as NodeJS.ErrnoException | undefined)?.code === 'UND_ERR_CONNECT_TIMEOUT') return upstreamTimeout(`no connection to ${baseUrl} within the connect timeout`, cause)
-  return upstreamUnreachable(baseUrl, cause)
 }
 
 /** TGI's GenerateParameters; undefined fields are dropped by JSON.stringify. */
@@ -226,19 +218,8 @@ function headerNumber (value: string | string[] | undefined): number | undefined
 export function tgiError (status: number, body: unknown, headers: Record<string, string | string[] | undefined>, modelLabel: string, secrets: ReadonlyArray<string | undefined> = []): UpstreamError {
   const message = upstreamMessage(body, secrets)
   if (status === 422 || status === 400) return upstreamRejected(message)
-  if (status === 413) return upstreamPayloadTooLarge(modelLabel, message)
-  if (status === 429) {
-    const retryAfter = headers['retry-after']
-    return new UpstreamError(`Upstream model ${modelLabel} is overloaded: ${message}`, {
-      statusCode: 429, type: 'rate_limit_error', code: 'upstream_overloaded', isRetryable: true,
-      headers: typeof retryAfter === 'string' ? { 'retry-after': retryAfter } : undefined
-    })
-  }
-  if (status === 401 || status === 403) {
-    return new UpstreamError(`Upstream rejected the gateway's credentials for model ${modelLabel} (HTTP ${status})`, {
-      statusCode: 502, type: 'server_error', code: 'upstream_auth_failed'
-    })
-  }
+  const common = commonStatusError(status, message, headers, modelLabel)
+  if (common !== undefined) return common
   return new UpstreamError(`Upstream error for model ${modelLabel} (HTTP ${status}): ${message}`, {
     statusCode: 502, type: 'server_error', code: 'upstream_error', isRetryable: status === 503
   })

@@ -11,7 +11,8 @@
 import type { Dispatcher } from 'undici'
 import type { IncomingHttpHeaders } from 'node:http'
 import { ServerSentEventParser } from '../streaming/sse-decoder.js'
-import { MAX_ERROR_BODY } from './upstream-replies.js'
+import { MAX_ERROR_BODY, malformedReply, upstreamReplyBroken } from './upstream-replies.js'
+import { upstreamTimeout, upstreamUnreachable, type UpstreamError } from '../errors.js'
 
 export interface UpstreamTextReply {
   statusCode: number
@@ -52,6 +53,20 @@ export class UpstreamTransportError extends Error {
     this.name = 'UpstreamTransportError'
     this.afterHeaders = afterHeaders
   }
+}
+
+/**
+ * A request that failed in transport (the caller's own abort aside): an
+ * over-large reply is malformed, a reply broken after its headers is 502
+ * broken, and no connection is 504 when the connect outlasted the pool's
+ * connect timeout (the first-token budget), else 502 unreachable.
+ */
+export function transportFailure (error: unknown, baseUrl: string, modelLabel: string): UpstreamError {
+  const cause = error instanceof UpstreamTransportError ? error.cause : error
+  if (cause instanceof UpstreamReplyTooLarge) return malformedReply(modelLabel, cause.message)
+  if (error instanceof UpstreamTransportError && error.afterHeaders) return upstreamReplyBroken(modelLabel, cause)
+  if ((cause as NodeJS.ErrnoException | undefined)?.code === 'UND_ERR_CONNECT_TIMEOUT') return upstreamTimeout(`no connection to ${baseUrl} within the connect timeout`, cause)
+  return upstreamUnreachable(baseUrl, cause)
 }
 
 /**

@@ -66,6 +66,28 @@ export function upstreamMessage (body: unknown, secrets: ReadonlyArray<string | 
   return message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE)}…` : message
 }
 
+/**
+ * What every engine means alike by 413 (the client's request is too large),
+ * 429 (overloaded: retry later) and 401/403 (the gateway's credentials are
+ * wrong: a misconfiguration, 502); undefined for any other status.
+ */
+export function commonStatusError (status: number, message: string, headers: Record<string, string | string[] | undefined>, modelLabel: string): UpstreamError | undefined {
+  if (status === 413) return upstreamPayloadTooLarge(modelLabel, message)
+  if (status === 429) {
+    const retryAfter = headers['retry-after']
+    return new UpstreamError(`Upstream model ${modelLabel} is overloaded: ${message}`, {
+      statusCode: 429, type: 'rate_limit_error', code: 'upstream_overloaded', isRetryable: true,
+      headers: typeof retryAfter === 'string' ? { 'retry-after': retryAfter } : undefined
+    })
+  }
+  if (status === 401 || status === 403) {
+    return new UpstreamError(`Upstream rejected the gateway's credentials for model ${modelLabel} (HTTP ${status})`, {
+      statusCode: 502, type: 'server_error', code: 'upstream_auth_failed'
+    })
+  }
+  return undefined
+}
+
 export function malformedReply (modelLabel: string, what: string): UpstreamError {
   return new UpstreamError(`Upstream for model ${modelLabel} sent a malformed reply: ${what}`, {
     statusCode: 502, type: 'server_error', code: 'upstream_malformed_reply'
